@@ -1,0 +1,64 @@
+// Secrets and budgets: token minting and hashing, constant-time checks, per-client rate limits.
+import { timingSafeEqual } from "node:crypto";
+
+export type TokenKind = "room" | "view" | "agent";
+export const TOKEN_PREFIX: Record<TokenKind, string> = {
+  room: "as_room_",
+  view: "as_view_",
+  agent: "as_agent_",
+};
+const TOKEN_SHAPE = /^as_(room|view|agent)_[A-Za-z0-9_-]{43}$/;
+
+/** A new secret: a recognizable prefix and 256 random bits in base64url. */
+export function mintToken(kind: TokenKind): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  const b64 = btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_")
+    .replace(/=+$/, "");
+  return TOKEN_PREFIX[kind] + b64;
+}
+
+export function tokenKind(token: string): TokenKind | null {
+  const m = TOKEN_SHAPE.exec(token);
+  return m ? m[1] as TokenKind : null;
+}
+
+/** Hex SHA-256: what is stored in place of a token. */
+export async function sha256(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Compares two strings in time that depends only on their lengths. */
+export function safeEqual(a: string | null, b: string): boolean {
+  if (a === null) return false;
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** Token buckets per client key; `take` says how long to wait when the bucket is empty. */
+export class RateLimiter {
+  #buckets = new Map<string, { tokens: number; at: number }>();
+  constructor(readonly capacity: number, readonly perSecond: number) {}
+
+  take(key: string, nowMs = Date.now()): { ok: boolean; remaining: number; retryAfter: number } {
+    let b = this.#buckets.get(key);
+    if (!b) {
+      if (this.#buckets.size > 100_000) this.#prune(nowMs);
+      b = { tokens: this.capacity, at: nowMs };
+      this.#buckets.set(key, b);
+    }
+    b.tokens = Math.min(this.capacity, b.tokens + (nowMs - b.at) / 1000 * this.perSecond);
+    b.at = nowMs;
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return { ok: true, remaining: Math.floor(b.tokens), retryAfter: 0 };
+    }
+    return { ok: false, remaining: 0, retryAfter: Math.ceil((1 - b.tokens) / this.perSecond) };
+  }
+
+  #prune(nowMs: number) {
+    const full = this.capacity / this.perSecond * 1000;
+    for (const [k, b] of this.#buckets) if (nowMs - b.at > full) this.#buckets.delete(k);
+  }
+}

@@ -1,0 +1,85 @@
+// Every setting of the service, read from the environment with its documented default.
+import type { DbOptions } from "./db.ts";
+
+export interface Config {
+  db: DbOptions;
+  /** `token` (default): rooms need tokens. `open`: the original README's trusted local mode. */
+  auth: "token" | "open";
+  adminToken: string | null;
+  maxBodyBytes: number;
+  maxValueBytes: number;
+  maxIdLength: number;
+  maxKeyLength: number;
+  defaultLimit: number;
+  maxLimit: number;
+  maxWaitSeconds: number;
+  maxWaits: number;
+  maxWaitsPerClient: number;
+  /** Requests per minute per client, or null when `SYNC_RATE_LIMIT=off`. */
+  rateLimit: number | null;
+  rateBurst: number;
+  roomsPerHour: number;
+  maxAgents: number;
+  maxKeys: number;
+  maxMessages: number;
+  messageTtlDays: number;
+  roomTtlDays: number;
+  onlineSeconds: number;
+  idempotencyHours: number;
+  wakePollMs: number;
+  trustProxy: boolean;
+}
+
+function num(env: Record<string, string | undefined>, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) {
+    throw new Error(`${name}=${JSON.stringify(raw)} is not a non-negative number`);
+  }
+  return n;
+}
+
+/** The configuration the environment describes; see the README's Configuration section. */
+export function loadConfig(env: Record<string, string | undefined> = Deno.env.toObject()): Config {
+  const rate = env.SYNC_RATE_LIMIT;
+  const sync = (env.SYNC_SYNCHRONOUS ?? "NORMAL").toUpperCase();
+  if (sync !== "NORMAL" && sync !== "FULL") {
+    throw new Error(`SYNC_SYNCHRONOUS must be NORMAL or FULL, not ${JSON.stringify(sync)}`);
+  }
+  const auth = env.SYNC_AUTH ?? "token";
+  if (auth !== "token" && auth !== "open") {
+    throw new Error(`SYNC_AUTH must be "token" or "open", not ${JSON.stringify(auth)}`);
+  }
+  return {
+    db: {
+      url: env.SYNC_DB || undefined,
+      authToken: env.SYNC_DB_TOKEN,
+      driver: env.SYNC_DB_DRIVER === "libsql" ? "libsql" : "embedded",
+      synchronous: sync,
+    },
+    auth,
+    adminToken: env.SYNC_ADMIN_TOKEN || null,
+    maxBodyBytes: num(env, "SYNC_MAX_BODY_BYTES", 256 * 1024),
+    maxValueBytes: num(env, "SYNC_MAX_VALUE_BYTES", 64 * 1024),
+    maxIdLength: num(env, "SYNC_MAX_ID_LENGTH", 128),
+    maxKeyLength: num(env, "SYNC_MAX_KEY_LENGTH", 256),
+    defaultLimit: num(env, "SYNC_DEFAULT_LIMIT", 100),
+    maxLimit: num(env, "SYNC_MAX_LIMIT", 1000),
+    maxWaitSeconds: num(env, "SYNC_MAX_WAIT", 30),
+    maxWaits: num(env, "SYNC_MAX_WAITS", 10_000),
+    maxWaitsPerClient: num(env, "SYNC_MAX_WAITS_PER_CLIENT", 100),
+    rateLimit: rate === "off" ? null : num(env, "SYNC_RATE_LIMIT", 1200),
+    rateBurst: num(env, "SYNC_RATE_BURST", 200),
+    roomsPerHour: num(env, "SYNC_ROOMS_PER_HOUR", 60),
+    maxAgents: num(env, "SYNC_MAX_AGENTS", 1000),
+    maxKeys: num(env, "SYNC_MAX_KEYS", 10_000),
+    maxMessages: num(env, "SYNC_MAX_MESSAGES", 100_000),
+    messageTtlDays: num(env, "SYNC_MESSAGE_TTL_DAYS", 0),
+    roomTtlDays: num(env, "SYNC_ROOM_TTL_DAYS", 0),
+    onlineSeconds: num(env, "SYNC_ONLINE_SECONDS", 60),
+    idempotencyHours: num(env, "SYNC_IDEMPOTENCY_HOURS", 24),
+    wakePollMs: num(env, "SYNC_WAKE_POLL_MS", 250),
+    trustProxy: env.SYNC_TRUST_PROXY === "1" || Boolean(env.valtown),
+  };
+}

@@ -1,0 +1,102 @@
+// Blocking waits: held requests wake on a write in this process, or on a poll of the room revisions.
+import type { Db } from "./db.ts";
+import { HttpError } from "./http.ts";
+import { roomRevs } from "./schema.ts";
+
+interface Waiter {
+  after: number;
+  wake: () => void;
+}
+
+/** Holds waiting requests per room and wakes them when the room's revision passes theirs. */
+export class Waiters {
+  #rooms = new Map<string, Set<Waiter>>();
+  #perClient = new Map<string, number>();
+  #total = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #polling = false;
+
+  constructor(
+    readonly db: () => Promise<Db>,
+    readonly pollMs: number,
+    readonly maxTotal: number,
+    readonly maxPerClient: number,
+  ) {}
+
+  get size(): number {
+    return this.#total;
+  }
+
+  /** A write in this process reached revision `rev` of the room. */
+  notify(roomId: string, rev: number) {
+    const set = this.#rooms.get(roomId);
+    if (!set) return;
+    for (const w of set) if (rev > w.after) w.wake();
+  }
+
+  /**
+   * Resolves when the room's revision passes `after`, when `ms` pass, or when `signal` aborts.
+   * Throws 429 when the client or the server holds too many waits already.
+   */
+  wait(roomId: string, after: number, ms: number, client: string, signal?: AbortSignal) {
+    const mine = this.#perClient.get(client) ?? 0;
+    if (this.#total >= this.maxTotal || mine >= this.maxPerClient) {
+      const who = mine >= this.maxPerClient ? "this client" : "the server";
+      throw new HttpError(
+        429,
+        "too_many_waits",
+        `Too many waiting requests for ${who}: retry without wait, or after one returns`,
+        { max_waits: mine >= this.maxPerClient ? this.maxPerClient : this.maxTotal },
+        { "Retry-After": "1" },
+      );
+    }
+    this.#total++;
+    this.#perClient.set(client, mine + 1);
+    return new Promise<void>((resolve) => {
+      let set = this.#rooms.get(roomId);
+      if (!set) this.#rooms.set(roomId, set = new Set());
+      const done = () => {
+        clearTimeout(timeout);
+        signal?.removeEventListener("abort", done);
+        if (!set.delete(waiter)) return;
+        if (set.size === 0) this.#rooms.delete(roomId);
+        this.#total--;
+        const left = (this.#perClient.get(client) ?? 1) - 1;
+        if (left > 0) this.#perClient.set(client, left);
+        else this.#perClient.delete(client);
+        if (this.#total === 0) this.#stopPolling();
+        resolve();
+      };
+      const waiter: Waiter = { after, wake: done };
+      const timeout = setTimeout(done, ms);
+      signal?.addEventListener("abort", done);
+      set.add(waiter);
+      this.#startPolling();
+    });
+  }
+
+  #startPolling() {
+    if (this.#timer !== undefined || this.pollMs <= 0) return;
+    this.#timer = setInterval(() => this.#poll(), this.pollMs);
+  }
+
+  #stopPolling() {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Catches writes made by other processes or server instances sharing the database. */
+  async #poll() {
+    if (this.#polling || this.#rooms.size === 0) return;
+    this.#polling = true;
+    try {
+      const ids = [...this.#rooms.keys()];
+      const revs = await roomRevs(await this.db(), ids);
+      for (const id of ids) this.notify(id, revs.get(id) ?? Number.MAX_SAFE_INTEGER);
+    } catch (err) {
+      console.error("wait poll failed:", err);
+    } finally {
+      this.#polling = false;
+    }
+  }
+}

@@ -1,0 +1,854 @@
+// SQLite tables, migrations and one function per query; every write takes its room's next revision.
+import type { Db, RawRow, ResultSet, Statement, Value } from "./db.ts";
+
+export interface Room {
+  id: string;
+  created_at: string;
+  meta: unknown;
+  rev: number;
+}
+export interface RoomAuth extends Room {
+  token_hash: string | null;
+  view_token_hash: string | null;
+  trimmed_rev: number;
+  agent_id: string | null;
+}
+export interface Agent {
+  id: string;
+  room_id: string;
+  name: string;
+  role: string;
+  joined_at: string;
+  meta: unknown;
+  status: string;
+  note: string | null;
+  last_seen: string | null;
+  rev: number;
+}
+export interface Claim {
+  agent: string;
+  claimed_at: string;
+  expires_at: string | null;
+}
+export interface Message {
+  id: number;
+  room_id: string;
+  from_agent: string | null;
+  to_agent: string | null;
+  kind: string;
+  body: unknown;
+  reply_to: number | null;
+  created_at: string;
+  claim: Claim | null;
+  rev: number;
+}
+export interface StateEntry {
+  room_id: string;
+  scope: string;
+  key: string;
+  value: unknown;
+  version: number;
+  rev: number;
+  updated_at: string;
+  expires_at: string | null;
+}
+export type Change =
+  | { rev: number; type: "message"; message: Message }
+  | { rev: number; type: "agent"; agent: Agent }
+  | { rev: number; type: "state"; deleted: boolean; state: StateEntry };
+
+const MIGRATIONS: string[][] = [[
+  `CREATE TABLE rooms (
+    id TEXT PRIMARY KEY NOT NULL,
+    created_at TEXT NOT NULL,
+    meta TEXT NOT NULL DEFAULT 'null',
+    rev INTEGER NOT NULL DEFAULT 0,
+    trimmed_rev INTEGER NOT NULL DEFAULT 0,
+    active_at TEXT NOT NULL,
+    token_hash TEXT,
+    view_token_hash TEXT
+  )`,
+  `CREATE INDEX rooms_active_at ON rooms (active_at)`,
+  `CREATE TABLE agents (
+    room_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL DEFAULT 'agent',
+    meta TEXT NOT NULL DEFAULT 'null',
+    joined_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'idle',
+    note TEXT,
+    last_seen TEXT,
+    rev INTEGER NOT NULL,
+    token_hash TEXT,
+    PRIMARY KEY (room_id, id)
+  ) WITHOUT ROWID`,
+  `CREATE INDEX agents_rev ON agents (room_id, rev)`,
+  `CREATE INDEX agents_token ON agents (room_id, token_hash) WHERE token_hash IS NOT NULL`,
+  `CREATE TABLE messages (
+    room_id TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    rev INTEGER NOT NULL,
+    from_agent TEXT,
+    to_agent TEXT,
+    kind TEXT NOT NULL DEFAULT 'message',
+    body TEXT NOT NULL,
+    reply_to INTEGER,
+    thread_id INTEGER,
+    created_at TEXT NOT NULL,
+    claimed_by TEXT,
+    claimed_at TEXT,
+    claim_expires_at TEXT,
+    PRIMARY KEY (room_id, id)
+  ) WITHOUT ROWID`,
+  `CREATE INDEX messages_rev ON messages (room_id, rev)`,
+  `CREATE INDEX messages_kind ON messages (room_id, kind, id)`,
+  `CREATE INDEX messages_thread ON messages (room_id, thread_id) WHERE thread_id IS NOT NULL`,
+  `CREATE TABLE state (
+    room_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL DEFAULT 'null',
+    version INTEGER NOT NULL,
+    rev INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    expires_at TEXT,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (room_id, scope, key)
+  ) WITHOUT ROWID`,
+  `CREATE INDEX state_rev ON state (room_id, rev)`,
+  `CREATE TABLE idempotency (
+    key_hash TEXT PRIMARY KEY NOT NULL,
+    room_id TEXT,
+    request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL DEFAULT 0,
+    response TEXT,
+    created_at TEXT NOT NULL
+  )`,
+  `CREATE INDEX idempotency_created_at ON idempotency (created_at)`,
+  // A failed condition inside a batch inserts NULL here, which aborts and rolls back the batch.
+  `CREATE TABLE batch_guard (failed INTEGER NOT NULL)`,
+  // Each write carries the room's next revision; these keep rooms.rev at the newest one.
+  ...["messages", "agents", "state"].flatMap((table) => [
+    `CREATE TRIGGER ${table}_rev_insert AFTER INSERT ON ${table} BEGIN
+      UPDATE rooms SET rev = NEW.rev, active_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+      WHERE id = NEW.room_id AND rev < NEW.rev; END`,
+    `CREATE TRIGGER ${table}_rev_update AFTER UPDATE OF rev ON ${table} WHEN NEW.rev > OLD.rev BEGIN
+      UPDATE rooms SET rev = NEW.rev, active_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+      WHERE id = NEW.room_id AND rev < NEW.rev; END`,
+  ]),
+]];
+
+/** Applies every migration not yet recorded in `_migrations`, each with its record in one batch. */
+export async function migrate(db: Db): Promise<void> {
+  await db.execute({
+    sql: `CREATE TABLE IF NOT EXISTS _migrations (
+      id INTEGER PRIMARY KEY NOT NULL, applied_at TEXT NOT NULL)`,
+  });
+  const done = await db.execute({ sql: "SELECT id FROM _migrations" });
+  const applied = new Set(objects(done).map((r) => Number(r.id)));
+  for (const [i, stmts] of MIGRATIONS.entries()) {
+    if (applied.has(i + 1)) continue;
+    try {
+      await db.batch([
+        ...stmts.map((sql) => ({ sql })),
+        { sql: "INSERT INTO _migrations (id, applied_at) VALUES (?, ?)", args: [i + 1, now()] },
+      ], "write");
+    } catch (err) {
+      // Another process applied it first.
+      const again = await db.execute({
+        sql: "SELECT 1 FROM _migrations WHERE id = ?",
+        args: [i + 1],
+      });
+      if (again.rows.length === 0) throw err;
+    }
+  }
+}
+
+export function now(): string {
+  return new Date().toISOString();
+}
+
+/** Rows as objects by column name, whichever shape the driver returned. */
+function objects(rs: ResultSet): Record<string, unknown>[] {
+  return rs.rows.map((row: RawRow) => {
+    if (!Array.isArray(row)) return row as Record<string, unknown>;
+    const obj: Record<string, unknown> = {};
+    rs.columns.forEach((c, i) => obj[c] = row[i]);
+    return obj;
+  });
+}
+
+function parse(text: unknown): unknown {
+  return JSON.parse(String(text));
+}
+
+const ROOM_COLS = "id, created_at, meta, rev";
+function toRoom(r: Record<string, unknown>): Room {
+  return {
+    id: String(r.id),
+    created_at: String(r.created_at),
+    meta: parse(r.meta),
+    rev: Number(r.rev),
+  };
+}
+
+const AGENT_COLS = "room_id, id, name, role, meta, joined_at, status, note, last_seen, rev";
+function toAgent(r: Record<string, unknown>): Agent {
+  return {
+    id: String(r.id),
+    room_id: String(r.room_id),
+    name: String(r.name),
+    role: String(r.role),
+    joined_at: String(r.joined_at),
+    meta: parse(r.meta),
+    status: String(r.status),
+    note: r.note === null ? null : String(r.note),
+    last_seen: r.last_seen === null ? null : String(r.last_seen),
+    rev: Number(r.rev),
+  };
+}
+
+const MESSAGE_COLS =
+  "room_id, id, rev, from_agent, to_agent, kind, body, reply_to, created_at, claimed_by, claimed_at, claim_expires_at";
+function toMessage(r: Record<string, unknown>): Message {
+  const expires = r.claim_expires_at === null ? null : String(r.claim_expires_at);
+  const held = r.claimed_by !== null && (expires === null || expires > now());
+  return {
+    id: Number(r.id),
+    room_id: String(r.room_id),
+    from_agent: r.from_agent === null ? null : String(r.from_agent),
+    to_agent: r.to_agent === null ? null : String(r.to_agent),
+    kind: String(r.kind),
+    body: parse(r.body),
+    reply_to: r.reply_to === null ? null : Number(r.reply_to),
+    created_at: String(r.created_at),
+    claim: held
+      ? { agent: String(r.claimed_by), claimed_at: String(r.claimed_at), expires_at: expires }
+      : null,
+    rev: Number(r.rev),
+  };
+}
+
+const STATE_COLS = "room_id, scope, key, value, version, rev, updated_at, expires_at, deleted";
+function toState(r: Record<string, unknown>): StateEntry {
+  return {
+    room_id: String(r.room_id),
+    scope: String(r.scope),
+    key: String(r.key),
+    value: parse(r.value),
+    version: Number(r.version),
+    rev: Number(r.rev),
+    updated_at: String(r.updated_at),
+    expires_at: r.expires_at === null ? null : String(r.expires_at),
+  };
+}
+
+const NEXT_REV = "(SELECT rev + 1 FROM rooms WHERE id = ?)";
+const LIVE = "deleted = 0 AND (expires_at IS NULL OR expires_at > ?)";
+
+// ---------------------------------------------------------------- rooms
+
+/** Creates a room, or returns null when the id is taken. */
+export async function createRoom(
+  db: Db,
+  room: { id: string; meta: unknown; tokenHash: string | null; viewTokenHash: string | null },
+): Promise<Room | null> {
+  const t = now();
+  const rs = await db.execute({
+    sql: `INSERT INTO rooms (id, created_at, meta, active_at, token_hash, view_token_hash)
+      VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING ${ROOM_COLS}`,
+    args: [room.id, t, JSON.stringify(room.meta ?? null), t, room.tokenHash, room.viewTokenHash],
+  });
+  const row = objects(rs)[0];
+  return row ? toRoom(row) : null;
+}
+
+/**
+ * The room with what is needed to authorize a request to it: its token hashes, and the id of
+ * its agent whose token hashes to `agentTokenHash`, if any.
+ */
+export async function getRoomAuth(
+  db: Db,
+  id: string,
+  agentTokenHash: string | null = null,
+): Promise<RoomAuth | null> {
+  const rs = await db.execute({
+    sql: `SELECT ${ROOM_COLS}, token_hash, view_token_hash, trimmed_rev,
+        (SELECT a.id FROM agents a WHERE a.room_id = rooms.id AND a.token_hash = ?) AS agent_id
+      FROM rooms WHERE id = ?`,
+    args: [agentTokenHash, id],
+  });
+  const r = objects(rs)[0];
+  if (!r) return null;
+  return {
+    ...toRoom(r),
+    token_hash: r.token_hash === null ? null : String(r.token_hash),
+    view_token_hash: r.view_token_hash === null ? null : String(r.view_token_hash),
+    trimmed_rev: Number(r.trimmed_rev),
+    agent_id: r.agent_id === null ? null : String(r.agent_id),
+  };
+}
+
+export async function listRooms(db: Db, limit: number): Promise<Room[]> {
+  const rs = await db.execute({
+    sql: `SELECT ${ROOM_COLS} FROM rooms ORDER BY created_at, id LIMIT ?`,
+    args: [limit],
+  });
+  return objects(rs).map(toRoom);
+}
+
+/** Current revisions of the given rooms; a deleted room is absent from the map. */
+export async function roomRevs(db: Db, ids: string[]): Promise<Map<string, number>> {
+  const revs = new Map<string, number>();
+  for (let i = 0; i < ids.length; i += 500) {
+    const chunk = ids.slice(i, i + 500);
+    const rs = await db.execute({
+      sql: `SELECT id, rev FROM rooms WHERE id IN (${chunk.map(() => "?").join(", ")})`,
+      args: chunk,
+    });
+    for (const r of objects(rs)) revs.set(String(r.id), Number(r.rev));
+  }
+  return revs;
+}
+
+/** Removes a room and everything in it; false when there was no such room. */
+export async function deleteRoom(db: Db, id: string): Promise<boolean> {
+  const results = await db.batch(
+    ["messages", "state", "agents", "idempotency"].map((table) => ({
+      sql: `DELETE FROM ${table} WHERE room_id = ?`,
+      args: [id],
+    })).concat([{ sql: "DELETE FROM rooms WHERE id = ?", args: [id] }]),
+    "write",
+  );
+  return results[results.length - 1].rowsAffected > 0;
+}
+
+/** Deletes rooms with no write since `before`; returns their ids. */
+export async function expireIdleRooms(db: Db, before: string): Promise<string[]> {
+  const rs = await db.execute({
+    sql: "SELECT id FROM rooms WHERE active_at < ? LIMIT 100",
+    args: [before],
+  });
+  const ids = objects(rs).map((r) => String(r.id));
+  for (const id of ids) await deleteRoom(db, id);
+  return ids;
+}
+
+// ---------------------------------------------------------------- agents
+
+export async function getAgent(db: Db, roomId: string, id: string): Promise<Agent | null> {
+  const rs = await db.execute({
+    sql: `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ? AND id = ?`,
+    args: [roomId, id],
+  });
+  const r = objects(rs)[0];
+  return r ? toAgent(r) : null;
+}
+
+export async function listAgents(db: Db, roomId: string): Promise<Agent[]> {
+  const rs = await db.execute({
+    sql: `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ? ORDER BY joined_at, id`,
+    args: [roomId],
+  });
+  return objects(rs).map(toAgent);
+}
+
+export type AgentInsert = "created" | "exists" | "no_room" | "full";
+
+/** Registers a new agent unless the id is taken or the room holds `maxAgents` already. */
+export async function insertAgent(
+  db: Db,
+  a: {
+    roomId: string;
+    id: string;
+    name: string;
+    role: string;
+    meta: unknown;
+    tokenHash: string | null;
+  },
+  maxAgents: number,
+): Promise<{ result: AgentInsert; agent?: Agent }> {
+  const t = now();
+  const rs = await db.execute({
+    sql: `INSERT INTO agents (room_id, id, name, role, meta, joined_at, last_seen, rev, token_hash)
+      SELECT r.id, ?, ?, ?, ?, ?, ?, r.rev + 1, ? FROM rooms r
+      WHERE r.id = ? AND (SELECT count(*) FROM agents WHERE room_id = r.id) < ?
+      ON CONFLICT (room_id, id) DO NOTHING RETURNING ${AGENT_COLS}`,
+    args: [
+      a.id,
+      a.name,
+      a.role,
+      JSON.stringify(a.meta ?? null),
+      t,
+      t,
+      a.tokenHash,
+      a.roomId,
+      maxAgents,
+    ],
+  });
+  const r = objects(rs)[0];
+  if (r) return { result: "created", agent: toAgent(r) };
+  if (await getAgent(db, a.roomId, a.id)) return { result: "exists" };
+  return { result: (await getRoomAuth(db, a.roomId)) ? "full" : "no_room" };
+}
+
+/** Changes a registered agent; fields left undefined keep their value. */
+export async function updateAgent(
+  db: Db,
+  roomId: string,
+  id: string,
+  patch: {
+    name?: string;
+    role?: string;
+    meta?: unknown;
+    status?: string;
+    note?: string | null;
+    tokenHash?: string;
+  },
+): Promise<Agent | null> {
+  const rs = await db.execute({
+    sql: `UPDATE agents SET
+        name = coalesce(?, name), role = coalesce(?, role),
+        meta = CASE WHEN ? THEN ? ELSE meta END,
+        status = coalesce(?, status),
+        note = CASE WHEN ? THEN ? ELSE note END,
+        token_hash = coalesce(?, token_hash),
+        last_seen = ?, rev = ${NEXT_REV}
+      WHERE room_id = ? AND id = ? RETURNING ${AGENT_COLS}`,
+    args: [
+      patch.name ?? null,
+      patch.role ?? null,
+      patch.meta !== undefined ? 1 : 0,
+      JSON.stringify(patch.meta ?? null),
+      patch.status ?? null,
+      patch.note !== undefined ? 1 : 0,
+      patch.note ?? null,
+      patch.tokenHash ?? null,
+      now(),
+      roomId,
+      roomId,
+      id,
+    ],
+  });
+  const r = objects(rs)[0];
+  return r ? toAgent(r) : null;
+}
+
+/** Marks an agent as seen now; presence alone takes no revision. */
+export async function touchAgent(db: Db, roomId: string, id: string): Promise<void> {
+  await db.execute({
+    sql: "UPDATE agents SET last_seen = ? WHERE room_id = ? AND id = ?",
+    args: [now(), roomId, id],
+  });
+}
+
+// ---------------------------------------------------------------- messages
+
+export interface NewMessage {
+  roomId: string;
+  from: string | null;
+  to: string | null;
+  kind: string;
+  body: unknown;
+  replyTo: number | null;
+}
+
+/** Appends a message at the room's next revision; null when the room or `reply_to` is unknown. */
+export async function insertMessage(db: Db, m: NewMessage): Promise<Message | null> {
+  const rs = await db.execute({
+    sql: `INSERT INTO messages (room_id, id, rev, from_agent, to_agent, kind, body, reply_to,
+        thread_id, created_at)
+      SELECT r.id, r.rev + 1, r.rev + 1, ?, ?, ?, ?, ?,
+        (SELECT coalesce(p.thread_id, p.id) FROM messages p WHERE p.room_id = r.id AND p.id = ?), ?
+      FROM rooms r WHERE r.id = ?
+        AND (? IS NULL OR EXISTS (SELECT 1 FROM messages p WHERE p.room_id = r.id AND p.id = ?))
+      RETURNING ${MESSAGE_COLS}`,
+    args: [
+      m.from,
+      m.to,
+      m.kind,
+      JSON.stringify(m.body),
+      m.replyTo,
+      m.replyTo,
+      now(),
+      m.roomId,
+      m.replyTo,
+      m.replyTo,
+    ],
+  });
+  const r = objects(rs)[0];
+  return r ? toMessage(r) : null;
+}
+
+export async function getMessage(db: Db, roomId: string, id: number): Promise<Message | null> {
+  const rs = await db.execute({
+    sql: `SELECT ${MESSAGE_COLS} FROM messages WHERE room_id = ? AND id = ?`,
+    args: [roomId, id],
+  });
+  const r = objects(rs)[0];
+  return r ? toMessage(r) : null;
+}
+
+export interface MessageQuery {
+  after: number;
+  before?: number;
+  limit: number;
+  kind?: string;
+  to?: string;
+  from?: string;
+  thread?: number;
+  unclaimed?: boolean;
+}
+
+/** Messages of a room in id order, after the cursor (or the newest ones before `before`). */
+export async function listMessages(db: Db, roomId: string, q: MessageQuery): Promise<Message[]> {
+  const where = ["room_id = ?", "id > ?"];
+  const args: Value[] = [roomId, q.after];
+  if (q.before !== undefined) where.push("id < ?"), args.push(q.before);
+  if (q.kind !== undefined) where.push("kind = ?"), args.push(q.kind);
+  if (q.to !== undefined) where.push("(to_agent = ? OR to_agent IS NULL)"), args.push(q.to);
+  if (q.from !== undefined) where.push("from_agent = ?"), args.push(q.from);
+  if (q.thread !== undefined) {
+    where.push("(thread_id = ? OR id = ?)"), args.push(q.thread, q.thread);
+  }
+  if (q.unclaimed) {
+    where.push("(claimed_by IS NULL OR claim_expires_at <= ?)"), args.push(now());
+  }
+  const order = q.before !== undefined ? "DESC" : "ASC";
+  const rs = await db.execute({
+    sql: `SELECT ${MESSAGE_COLS} FROM messages WHERE ${where.join(" AND ")}
+      ORDER BY id ${order} LIMIT ?`,
+    args: [...args, q.limit],
+  });
+  const list = objects(rs).map(toMessage);
+  return order === "DESC" ? list.reverse() : list;
+}
+
+export type ClaimResult =
+  | { ok: true; message: Message }
+  | { ok: false; message: Message | null };
+
+/** Claims a message for `agent` unless someone else holds a live claim on it. */
+export async function claimMessage(
+  db: Db,
+  roomId: string,
+  id: number,
+  agent: string,
+  expiresAt: string | null,
+): Promise<ClaimResult> {
+  const t = now();
+  const rs = await db.execute({
+    sql: `UPDATE messages SET claimed_by = ?1,
+        claimed_at = CASE WHEN claimed_by = ?1 AND (claim_expires_at IS NULL OR claim_expires_at > ?2)
+          THEN claimed_at ELSE ?2 END,
+        claim_expires_at = ?3, rev = (SELECT rev + 1 FROM rooms WHERE id = ?4)
+      WHERE room_id = ?4 AND id = ?5
+        AND (claimed_by IS NULL OR claimed_by = ?1 OR claim_expires_at <= ?2)
+      RETURNING ${MESSAGE_COLS}`,
+    args: [agent, t, expiresAt, roomId, id],
+  });
+  const r = objects(rs)[0];
+  if (r) return { ok: true, message: toMessage(r) };
+  return { ok: false, message: await getMessage(db, roomId, id) };
+}
+
+/** Releases a claim held by `agent` (any holder when `agent` is null). */
+export async function releaseMessage(
+  db: Db,
+  roomId: string,
+  id: number,
+  agent: string | null,
+): Promise<ClaimResult> {
+  const rs = await db.execute({
+    sql: `UPDATE messages SET claimed_by = NULL, claimed_at = NULL, claim_expires_at = NULL,
+        rev = (SELECT rev + 1 FROM rooms WHERE id = ?1)
+      WHERE room_id = ?1 AND id = ?2 AND claimed_by IS NOT NULL
+        AND (claim_expires_at IS NULL OR claim_expires_at > ?3)
+        AND (?4 IS NULL OR claimed_by = ?4)
+      RETURNING ${MESSAGE_COLS}`,
+    args: [roomId, id, now(), agent],
+  });
+  const r = objects(rs)[0];
+  if (r) return { ok: true, message: toMessage(r) };
+  return { ok: false, message: await getMessage(db, roomId, id) };
+}
+
+/**
+ * Drops a room's messages beyond the newest `keep` and older than `olderThan`, recording the
+ * highest dropped id so that cursors older than it are refused instead of silently skipping.
+ */
+export async function trimMessages(
+  db: Db,
+  roomId: string,
+  keep: number,
+  olderThan: string | null,
+): Promise<void> {
+  await db.batch([
+    {
+      sql: `UPDATE rooms SET trimmed_rev = max(trimmed_rev,
+          coalesce((SELECT id FROM messages WHERE room_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2), 0),
+          coalesce((SELECT max(id) FROM messages WHERE room_id = ?1 AND created_at < ?3), 0))
+        WHERE id = ?1`,
+      args: [roomId, keep > 0 ? keep : -1, olderThan],
+    },
+    {
+      sql: `DELETE FROM messages WHERE room_id = ?1
+        AND id <= (SELECT trimmed_rev FROM rooms WHERE id = ?1)`,
+      args: [roomId],
+    },
+  ], "write");
+}
+
+/** Rooms that hold messages older than `before`, for age-based retention. */
+export async function roomsWithMessagesBefore(db: Db, before: string): Promise<string[]> {
+  const rs = await db.execute({
+    sql: `SELECT r.id FROM rooms r WHERE EXISTS (SELECT 1 FROM messages m
+      WHERE m.room_id = r.id AND m.id > r.trimmed_rev AND m.created_at < ?) LIMIT 100`,
+    args: [before],
+  });
+  return objects(rs).map((r) => String(r.id));
+}
+
+// ---------------------------------------------------------------- state
+
+export async function getState(
+  db: Db,
+  roomId: string,
+  scope: string,
+  key: string,
+): Promise<StateEntry | null> {
+  const rs = await db.execute({
+    sql: `SELECT ${STATE_COLS} FROM state WHERE room_id = ? AND scope = ? AND key = ? AND ${LIVE}`,
+    args: [roomId, scope, key, now()],
+  });
+  const r = objects(rs)[0];
+  return r ? toState(r) : null;
+}
+
+export async function listState(
+  db: Db,
+  roomId: string,
+  scope: string | undefined,
+  limit: number,
+): Promise<StateEntry[]> {
+  const byScope = scope === undefined ? "" : "AND scope = ?";
+  const rs = await db.execute({
+    sql: `SELECT ${STATE_COLS} FROM state WHERE room_id = ? ${byScope} AND ${LIVE}
+      ORDER BY scope, key LIMIT ?`,
+    args: [roomId, ...(scope === undefined ? [] : [scope]), now(), limit],
+  });
+  return objects(rs).map(toState);
+}
+
+export interface StatePut {
+  scope: string;
+  key: string;
+  value: unknown;
+  /** Only if the live version equals this; 0 means only if the key does not exist. */
+  ifVersion?: number;
+  expiresAt?: string | null;
+}
+export interface StateDelete {
+  scope: string;
+  key: string;
+  ifVersion?: number;
+}
+
+function putStatement(roomId: string, p: StatePut, maxKeys: number, t: string): Statement {
+  const ifv = p.ifVersion ?? null;
+  return {
+    sql: `INSERT INTO state (room_id, scope, key, value, version, rev, updated_at, expires_at)
+      SELECT r.id, ?2, ?3, ?4, 1, r.rev + 1, ?5, ?6 FROM rooms r
+      WHERE r.id = ?1
+        AND (?7 IS NULL OR ?7 = 0 OR EXISTS (SELECT 1 FROM state
+          WHERE room_id = ?1 AND scope = ?2 AND key = ?3))
+        AND (EXISTS (SELECT 1 FROM state WHERE room_id = ?1 AND scope = ?2 AND key = ?3)
+          OR (SELECT count(*) FROM state WHERE room_id = ?1 AND deleted = 0) < ?8)
+      ON CONFLICT (room_id, scope, key) DO UPDATE SET
+        value = excluded.value, version = state.version + 1, rev = excluded.rev,
+        updated_at = excluded.updated_at, expires_at = excluded.expires_at, deleted = 0
+      WHERE ?7 IS NULL
+        OR (?7 = 0 AND (state.deleted = 1 OR state.expires_at <= ?5))
+        OR (?7 = state.version AND state.deleted = 0
+          AND (state.expires_at IS NULL OR state.expires_at > ?5))
+      RETURNING ${STATE_COLS}`,
+    args: [roomId, p.scope, p.key, JSON.stringify(p.value), t, p.expiresAt ?? null, ifv, maxKeys],
+  };
+}
+
+function deleteStatement(roomId: string, d: StateDelete, t: string): Statement {
+  return {
+    sql: `UPDATE state SET deleted = 1, value = 'null', expires_at = NULL, updated_at = ?4,
+        rev = (SELECT rev + 1 FROM rooms WHERE id = ?1)
+      WHERE room_id = ?1 AND scope = ?2 AND key = ?3 AND deleted = 0
+        AND (expires_at IS NULL OR expires_at > ?4) AND (?5 IS NULL OR version = ?5)
+      RETURNING ${STATE_COLS}`,
+    args: [roomId, d.scope, d.key, t, d.ifVersion ?? null],
+  };
+}
+
+/** Writes one key; null when its condition failed, the room is unknown, or the room is full. */
+export async function putState(
+  db: Db,
+  roomId: string,
+  p: StatePut,
+  maxKeys: number,
+): Promise<StateEntry | null> {
+  const r = objects(await db.execute(putStatement(roomId, p, maxKeys, now())))[0];
+  return r ? toState(r) : null;
+}
+
+/** Deletes one live key; null when absent or its condition failed. */
+export async function deleteState(
+  db: Db,
+  roomId: string,
+  d: StateDelete,
+): Promise<StateEntry | null> {
+  const r = objects(await db.execute(deleteStatement(roomId, d, now())))[0];
+  return r ? toState(r) : null;
+}
+
+export type StateOp = ({ op: "put" } & StatePut) | ({ op: "delete" } & StateDelete);
+
+/** Counts a room's live keys, to tell a full room from a failed condition. */
+export async function countState(db: Db, roomId: string): Promise<number> {
+  const rs = await db.execute({
+    sql: `SELECT count(*) AS n FROM state WHERE room_id = ? AND deleted = 0`,
+    args: [roomId],
+  });
+  return Number(objects(rs)[0].n);
+}
+
+/**
+ * Applies several writes all or nothing: after each write a guard checks that it took (its row
+ * carries the room's newest revision); a failed guard aborts the batch, which rolls it back.
+ * Returns the written entries, or null when a condition failed.
+ */
+export async function applyStateBatch(
+  db: Db,
+  roomId: string,
+  ops: StateOp[],
+  maxKeys: number,
+): Promise<StateEntry[] | null> {
+  const t = now();
+  const stmts: Statement[] = ops.flatMap((op) => [
+    op.op === "put" ? putStatement(roomId, op, maxKeys, t) : deleteStatement(roomId, op, t),
+    {
+      sql: `INSERT INTO batch_guard (failed) SELECT NULL WHERE NOT EXISTS (
+        SELECT 1 FROM state s JOIN rooms r ON r.id = s.room_id
+        WHERE s.room_id = ? AND s.scope = ? AND s.key = ? AND s.rev = r.rev)`,
+      args: [roomId, op.scope, op.key],
+    },
+  ]);
+  try {
+    const results = await db.batch(stmts, "write");
+    return results.filter((_, i) => i % 2 === 0).map((rs) => toState(objects(rs)[0]));
+  } catch (err) {
+    if (/batch_guard/.test(String((err as Error)?.message))) return null;
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------- changes
+
+/** Every change after `after` in revision order, each entity at its latest revision. */
+export async function listChanges(
+  db: Db,
+  roomId: string,
+  after: number,
+  limit: number,
+): Promise<Change[]> {
+  const [messages, agents, state] = await db.batch([
+    {
+      sql:
+        `SELECT ${MESSAGE_COLS} FROM messages WHERE room_id = ? AND rev > ? ORDER BY rev LIMIT ?`,
+      args: [roomId, after, limit],
+    },
+    {
+      sql: `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ? AND rev > ? ORDER BY rev LIMIT ?`,
+      args: [roomId, after, limit],
+    },
+    {
+      sql: `SELECT ${STATE_COLS} FROM state WHERE room_id = ? AND rev > ? ORDER BY rev LIMIT ?`,
+      args: [roomId, after, limit],
+    },
+  ], "read");
+  const changes: Change[] = [
+    ...objects(messages).map((r) => ({
+      rev: Number(r.rev),
+      type: "message" as const,
+      message: toMessage(r),
+    })),
+    ...objects(agents).map((r) => ({
+      rev: Number(r.rev),
+      type: "agent" as const,
+      agent: toAgent(r),
+    })),
+    ...objects(state).map((r) => ({
+      rev: Number(r.rev),
+      type: "state" as const,
+      deleted: Number(r.deleted) === 1,
+      state: toState(r),
+    })),
+  ];
+  return changes.sort((a, b) => a.rev - b.rev).slice(0, limit);
+}
+
+// ---------------------------------------------------------------- idempotency
+
+export interface StoredResponse {
+  status: number;
+  requestHash: string;
+  response: string | null;
+}
+
+/**
+ * Reserves an idempotency key: returns null when this request is the first to use it,
+ * or what the first request recorded (status 0 while it is still running).
+ */
+export async function reserveIdempotencyKey(
+  db: Db,
+  keyHash: string,
+  roomId: string | null,
+  requestHash: string,
+): Promise<StoredResponse | null> {
+  const rs = await db.execute({
+    sql: `INSERT INTO idempotency (key_hash, room_id, request_hash, created_at) VALUES (?, ?, ?, ?)
+      ON CONFLICT (key_hash) DO NOTHING`,
+    args: [keyHash, roomId, requestHash, now()],
+  });
+  if (rs.rowsAffected > 0) return null;
+  const got = objects(
+    await db.execute({
+      sql: "SELECT status, request_hash, response FROM idempotency WHERE key_hash = ?",
+      args: [keyHash],
+    }),
+  )[0];
+  if (!got) return null;
+  return {
+    status: Number(got.status),
+    requestHash: String(got.request_hash),
+    response: got.response === null ? null : String(got.response),
+  };
+}
+
+export async function completeIdempotencyKey(
+  db: Db,
+  keyHash: string,
+  status: number,
+  response: string,
+): Promise<void> {
+  await db.execute({
+    sql: "UPDATE idempotency SET status = ?, response = ? WHERE key_hash = ?",
+    args: [status, response, keyHash],
+  });
+}
+
+export async function releaseIdempotencyKey(db: Db, keyHash: string): Promise<void> {
+  await db.execute({ sql: "DELETE FROM idempotency WHERE key_hash = ?", args: [keyHash] });
+}
+
+export async function expireIdempotencyKeys(db: Db, before: string): Promise<void> {
+  await db.execute({ sql: "DELETE FROM idempotency WHERE created_at < ?", args: [before] });
+}
