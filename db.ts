@@ -116,7 +116,7 @@ async function openEmbedded(path: string, synchronous: string): Promise<Db> {
 }
 
 async function openLibsql(url: string, opts: DbOptions): Promise<Db> {
-  const { createClient } = await import("@libsql/client");
+  const { createClient } = await import("npm:@libsql/client@^0.18.0");
   const client = createClient({ url, authToken: opts.authToken, intMode: "number" });
   if (url.startsWith("file:") || url === ":memory:") {
     await client.execute("PRAGMA journal_mode = WAL");

@@ -1,7 +1,7 @@
 // The edge of the API: one JSON error shape, bounded body reading and zod validation with hints.
-import type { Context } from "hono";
-import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { z } from "zod";
+import type { Context } from "npm:hono@^4.13.19";
+import type { ContentfulStatusCode } from "npm:hono@^4.13.19/utils/http-status";
+import { z } from "npm:zod@^4.6.7";
 
 /** An error a client can act on; rendered as `{ error, message, status, ...details }`. */
 export class HttpError extends Error {

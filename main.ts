@@ -1,6 +1,6 @@
 // The agent-sync HTTP API: one Hono app with every route; `deno task start` serves it, Val Town imports it.
-import { type Context, Hono } from "hono";
-import { z } from "zod";
+import { type Context, Hono } from "npm:hono@^4.13.19";
+import { z } from "npm:zod@^4.6.7";
 import { mintToken, RateLimiter, safeEqual, sha256, tokenKind } from "./auth.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { dashboardPage, landingPage } from "./dashboard.ts";
@@ -362,7 +362,9 @@ export function createService(config: Config = loadConfig()): Service {
         "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)",
       );
     }
-    const scope = `${c.req.header("authorization") ?? ""}\n${c.req.path}\n${idemKey}`;
+    // Scoped to the caller: its token, or its address when it sends none.
+    const caller = c.req.header("authorization") ?? `ip:${c.get("ip")}`;
+    const scope = `${caller}\n${c.req.path}\n${idemKey}`;
     const keyHash = await sha256(`key\n${scope}`);
     const requestHash = await sha256(await readText(c.req.raw, config.maxBodyBytes));
     const roomId = /^\/rooms\/([^/]+)/.exec(c.req.path)?.[1] ?? null;
