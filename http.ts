@@ -37,8 +37,8 @@ export function idSchema(max: number) {
 export function textSchema(max: number) {
   return z.string().max(max, `must be at most ${max} characters`).refine(
     // deno-lint-ignore no-control-regex
-    (s) => !/[\x00-\x08\x0b-\x1f\x7f]/.test(s),
-    "must not contain control characters",
+    (s) => !/[\x00-\x08\x0b-\x1f\x7f]/.test(s) && s.isWellFormed(),
+    "must not contain control characters or unpaired surrogates",
   );
 }
 
@@ -192,7 +192,8 @@ export async function readJson(c: Context, maxBytes: number): Promise<unknown> {
   }
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    // Numbers beyond a double would silently become null when stored: refuse them instead.
+    value = /\d[eE][+]?\d{3}/.test(text) ? JSON.parse(text, finiteOnly) : JSON.parse(text);
   } catch (err) {
     throw new HttpError(
       400,
@@ -203,7 +204,32 @@ export async function readJson(c: Context, maxBytes: number): Promise<unknown> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new HttpError(400, "invalid_body", "Cannot parse body: expected a JSON object");
   }
+  if (nestedDeeper(value, MAX_JSON_DEPTH)) {
+    throw new HttpError(
+      400,
+      "invalid_body",
+      `Cannot parse body: JSON is nested more than ${MAX_JSON_DEPTH} levels deep`,
+      { max_depth: MAX_JSON_DEPTH },
+    );
+  }
   return value;
+}
+
+/** Deeper JSON could overflow the stack when the stored value is serialized again. */
+const MAX_JSON_DEPTH = 100;
+
+function nestedDeeper(value: unknown, levels: number): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  if (levels === 0) return true;
+  for (const v of Object.values(value)) if (nestedDeeper(v, levels - 1)) return true;
+  return false;
+}
+
+function finiteOnly(_key: string, v: unknown) {
+  if (typeof v === "number" && !Number.isFinite(v)) {
+    throw new Error("a number is too large to represent (beyond ±1.8e308)");
+  }
+  return v;
 }
 
 function tooLarge(max: number) {
