@@ -311,6 +311,13 @@ export function createService(config: Config = loadConfig()): Service {
     const client = auth ? `t:${auth}` : `ip:${ip}`;
     c.set("client", client);
     c.set("ip", ip);
+    const origin = c.req.header("origin");
+    const cors: Record<string, string> = origin
+      ? {
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Expose-Headers": "Retry-After, RateLimit, Idempotent-Replayed",
+      }
+      : {};
     if (limiter) {
       const r = limiter.take(client);
       if (!r.ok) {
@@ -325,11 +332,11 @@ export function createService(config: Config = loadConfig()): Service {
               Math.ceil(config.rateBurst / (config.rateLimit! / 60))
             }`,
             "RateLimit": `limit=${config.rateBurst}, remaining=0, reset=${r.retryAfter}`,
+            ...cors,
           },
         );
       }
     }
-    const origin = c.req.header("origin");
     if (origin && c.req.method === "OPTIONS") {
       return c.body(null, 204, {
         "Access-Control-Allow-Origin": "*",
@@ -340,13 +347,7 @@ export function createService(config: Config = loadConfig()): Service {
     }
     c.set("db", await db());
     await next();
-    if (origin) {
-      c.res.headers.set("Access-Control-Allow-Origin", "*");
-      c.res.headers.set(
-        "Access-Control-Expose-Headers",
-        "Retry-After, RateLimit, Idempotent-Replayed",
-      );
-    }
+    for (const [name, value] of Object.entries(cors)) c.res.headers.set(name, value);
     if (Date.now() - lastSweep > 60_000) sweep().catch((err) => console.error("sweep:", err));
   });
 
@@ -363,7 +364,7 @@ export function createService(config: Config = loadConfig()): Service {
       );
     }
     // Scoped to the caller: its token, or its address when it sends none.
-    const caller = c.req.header("authorization") ?? `ip:${c.get("ip")}`;
+    const caller = c.get("client");
     const scope = `${caller}\n${c.req.path}\n${idemKey}`;
     const keyHash = await sha256(`key\n${scope}`);
     const requestHash = await sha256(await readText(c.req.raw, config.maxBodyBytes));
@@ -399,7 +400,8 @@ export function createService(config: Config = loadConfig()): Service {
       await q.releaseIdempotencyKey(d, keyHash);
       throw err;
     }
-    if (c.res.status >= 500 || c.res.status === 429) {
+    // A handler's error reaches here as the onError response (Hono sets c.error), not a throw.
+    if (c.error || c.res.status >= 500 || c.res.status === 429) {
       await q.releaseIdempotencyKey(d, keyHash);
       return;
     }
@@ -431,12 +433,12 @@ export function createService(config: Config = loadConfig()): Service {
 
   app.get("/", (c) => {
     const room = c.req.query("room");
-    if (room !== undefined) return dashboardPage(c, room);
+    if (room !== undefined) return dashboardPage(c, room, config);
     if ((c.req.header("accept") ?? "").includes("text/html")) return landingPage(c, config);
     return skill(c);
   });
   const skill = (c: Context<Env>) =>
-    c.body(skillDoc(new URL(c.req.url).origin), 200, {
+    c.body(skillDoc(new URL(c.req.url).origin, config), 200, {
       "Content-Type": "text/markdown; charset=utf-8",
     });
   app.get("/SKILL.md", skill);
@@ -454,6 +456,8 @@ export function createService(config: Config = loadConfig()): Service {
         401,
         "unauthorized",
         "Creating rooms on this server needs the admin token (SYNC_ADMIN_TOKEN)",
+        {},
+        { "WWW-Authenticate": 'Bearer realm="agent-sync"' },
       );
     }
     const b = await body(c, createRoomBody);
