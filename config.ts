@@ -30,12 +30,17 @@ export interface Config {
   trustProxy: boolean;
 }
 
-function num(env: Record<string, string | undefined>, name: string, fallback: number): number {
+function num(
+  env: Record<string, string | undefined>,
+  name: string,
+  fallback: number,
+  min = 0,
+): number {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
   const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0) {
-    throw new Error(`${name}=${JSON.stringify(raw)} is not a non-negative number`);
+  if (!Number.isFinite(n) || n < min) {
+    throw new Error(`${name}=${JSON.stringify(raw)} must be a number of at least ${min}`);
   }
   return n;
 }
@@ -69,9 +74,9 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     maxWaitSeconds: num(env, "SYNC_MAX_WAIT", 30),
     maxWaits: num(env, "SYNC_MAX_WAITS", 10_000),
     maxWaitsPerClient: num(env, "SYNC_MAX_WAITS_PER_CLIENT", 100),
-    rateLimit: rate === "off" ? null : num(env, "SYNC_RATE_LIMIT", 1200),
-    rateBurst: num(env, "SYNC_RATE_BURST", 200),
-    roomsPerHour: num(env, "SYNC_ROOMS_PER_HOUR", 60),
+    rateLimit: rate === "off" ? null : num(env, "SYNC_RATE_LIMIT", 1200, 1),
+    rateBurst: num(env, "SYNC_RATE_BURST", 200, 1),
+    roomsPerHour: num(env, "SYNC_ROOMS_PER_HOUR", 60, 1),
     maxAgents: num(env, "SYNC_MAX_AGENTS", 1000),
     maxKeys: num(env, "SYNC_MAX_KEYS", 10_000),
     maxMessages: num(env, "SYNC_MAX_MESSAGES", 100_000),

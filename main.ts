@@ -66,6 +66,7 @@ export function createService(config: Config = loadConfig()): Service {
     : new RateLimiter(config.rateBurst, config.rateLimit / 60);
   const roomLimiter = new RateLimiter(config.roomsPerHour, config.roomsPerHour / 3600);
   const seen = new Map<string, number>();
+  const failed = new Set<string>();
   let trimCounter = 0;
   const trimEvery = Math.max(1, Math.min(256, Math.floor(config.maxMessages / 16)));
   let lastSweep = Date.now();
@@ -307,19 +308,25 @@ export function createService(config: Config = loadConfig()): Service {
       ? c.req.header("x-forwarded-for")?.split(",")[0].trim()
       : undefined;
     const ip = forwarded ?? c.env?.remoteAddr?.hostname ?? "local";
-    const auth = c.req.header("authorization");
-    const client = auth ? `t:${auth}` : `ip:${ip}`;
+    // A well-formed token is its own client; anything else counts against the address.
+    const token = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "")?.[1];
+    const client = token && (tokenKind(token) || isAdmin(token)) ? `t:${token}` : `ip:${ip}`;
     c.set("client", client);
     c.set("ip", ip);
     const origin = c.req.header("origin");
     const cors: Record<string, string> = origin
       ? {
         "Access-Control-Allow-Origin": "*",
-        "Access-Control-Expose-Headers": "Retry-After, RateLimit, Idempotent-Replayed",
+        "Access-Control-Expose-Headers":
+          "Retry-After, RateLimit, RateLimit-Policy, Idempotent-Replayed",
       }
       : {};
     if (limiter) {
-      const r = limiter.take(client);
+      // Requests whose token opened nothing also spend their address's budget, so inventing
+      // a new token for each request does not escape the limit.
+      const r = failed.has(ip) && client !== `ip:${ip}`
+        ? limiter.take(`ip:${ip}`)
+        : limiter.take(client);
       if (!r.ok) {
         throw new HttpError(
           429,
@@ -347,6 +354,10 @@ export function createService(config: Config = loadConfig()): Service {
     }
     c.set("db", await db());
     await next();
+    if (limiter && token && (c.res.status === 401 || c.res.status === 404)) {
+      if (failed.size > 100_000) failed.clear();
+      failed.add(ip);
+    }
     for (const [name, value] of Object.entries(cors)) c.res.headers.set(name, value);
     if (Date.now() - lastSweep > 60_000) sweep().catch((err) => console.error("sweep:", err));
   });
@@ -512,7 +523,18 @@ export function createService(config: Config = loadConfig()): Service {
 
   app.get("/rooms", async (c) => {
     const { limit } = query(c, z.strictObject({ limit: limitParam }));
-    if (!open && !isAdmin(bearer(c))) return c.json([]);
+    if (!open && !isAdmin(bearer(c))) {
+      if (config.adminToken === null) return c.json([]);
+      throw new HttpError(
+        401,
+        "unauthorized",
+        "Listing rooms on this server needs the admin token (SYNC_ADMIN_TOKEN)",
+        {},
+        {
+          "WWW-Authenticate": 'Bearer realm="agent-sync"',
+        },
+      );
+    }
     return c.json(await q.listRooms(c.get("db"), clamp(limit)));
   });
 
