@@ -42,6 +42,20 @@ export class RateLimiter {
   constructor(readonly capacity: number, readonly perSecond: number) {}
 
   take(key: string, nowMs = Date.now()): { ok: boolean; remaining: number; retryAfter: number } {
+    const b = this.#refill(key, nowMs);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return { ok: true, remaining: Math.floor(b.tokens), retryAfter: 0 };
+    }
+    return { ok: false, remaining: 0, retryAfter: Math.ceil((1 - b.tokens) / this.perSecond) };
+  }
+
+  /** Whether `take` would succeed now, without spending anything. */
+  has(key: string, nowMs = Date.now()): boolean {
+    return this.#refill(key, nowMs).tokens >= 1;
+  }
+
+  #refill(key: string, nowMs: number) {
     let b = this.#buckets.get(key);
     if (!b) {
       if (this.#buckets.size > 100_000) this.#prune(nowMs);
@@ -50,11 +64,7 @@ export class RateLimiter {
     }
     b.tokens = Math.min(this.capacity, b.tokens + (nowMs - b.at) / 1000 * this.perSecond);
     b.at = nowMs;
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      return { ok: true, remaining: Math.floor(b.tokens), retryAfter: 0 };
-    }
-    return { ok: false, remaining: 0, retryAfter: Math.ceil((1 - b.tokens) / this.perSecond) };
+    return b;
   }
 
   #prune(nowMs: number) {

@@ -64,9 +64,12 @@ export function createService(config: Config = loadConfig()): Service {
   const limiter = config.rateLimit === null
     ? null
     : new RateLimiter(config.rateBurst, config.rateLimit / 60);
+  const failures = config.rateLimit === null
+    ? null
+    : new RateLimiter(config.rateBurst, config.rateLimit / 60);
   const roomLimiter = new RateLimiter(config.roomsPerHour, config.roomsPerHour / 3600);
   const seen = new Map<string, number>();
-  const failed = new Set<string>();
+  const goodTokens = new Set<string>();
   let trimCounter = 0;
   const trimEvery = Math.max(1, Math.min(256, Math.floor(config.maxMessages / 16)));
   let lastSweep = Date.now();
@@ -322,10 +325,10 @@ export function createService(config: Config = loadConfig()): Service {
       }
       : {};
     if (limiter) {
-      // Requests whose token opened nothing also spend their address's budget, so inventing
-      // a new token for each request does not escape the limit.
-      const r = failed.has(ip) && client !== `ip:${ip}`
-        ? limiter.take(`ip:${ip}`)
+      // Tokens that opened nothing spend their address's budget of failures, so inventing a
+      // new token for each request does not escape the limit; tokens that worked never do.
+      const r = token && !goodTokens.has(token) && !failures!.has(ip)
+        ? failures!.take(ip)
         : limiter.take(client);
       if (!r.ok) {
         throw new HttpError(
@@ -354,9 +357,12 @@ export function createService(config: Config = loadConfig()): Service {
     }
     c.set("db", await db());
     await next();
-    if (limiter && token && (c.res.status === 401 || c.res.status === 404)) {
-      if (failed.size > 100_000) failed.clear();
-      failed.add(ip);
+    if (limiter && token) {
+      if (c.res.status === 401 || c.res.status === 404) failures!.take(ip);
+      else if (c.res.status < 400 && !goodTokens.has(token)) {
+        if (goodTokens.size > 100_000) goodTokens.clear();
+        goodTokens.add(token);
+      }
     }
     for (const [name, value] of Object.entries(cors)) c.res.headers.set(name, value);
     if (Date.now() - lastSweep > 60_000) sweep().catch((err) => console.error("sweep:", err));
