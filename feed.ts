@@ -5,12 +5,17 @@ import { roomRevs } from "./schema.ts";
 
 interface Waiter {
   after: number;
-  wake: () => void;
+  wake: (rev: number | null) => void;
 }
+
+/** The revision reported for a room that no longer exists. */
+export const ROOM_GONE = Number.MAX_SAFE_INTEGER;
 
 /** Holds waiting requests per room and wakes them when the room's revision passes theirs. */
 export class Waiters {
   #rooms = new Map<string, Set<Waiter>>();
+  /** The newest revision notified per room, for a wait that starts just after a write. */
+  #latest = new Map<string, number>();
   #perClient = new Map<string, number>();
   #total = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -29,16 +34,26 @@ export class Waiters {
 
   /** A write in this process reached revision `rev` of the room. */
   notify(roomId: string, rev: number) {
+    if (this.#latest.size > 10_000) this.#latest.clear();
+    if (rev > (this.#latest.get(roomId) ?? 0)) this.#latest.set(roomId, rev);
     const set = this.#rooms.get(roomId);
     if (!set) return;
-    for (const w of set) if (rev > w.after) w.wake();
+    for (const w of set) if (rev > w.after) w.wake(rev);
   }
 
   /**
-   * Resolves when the room's revision passes `after`, when `ms` pass, or when `signal` aborts.
-   * Throws 429 when the client or the server holds too many waits already.
+   * Resolves with the revision that passed `after`, or with null when `ms` pass or `signal`
+   * aborts first. Throws 429 when the client or the server holds too many waits already.
    */
-  wait(roomId: string, after: number, ms: number, client: string, signal?: AbortSignal) {
+  wait(
+    roomId: string,
+    after: number,
+    ms: number,
+    client: string,
+    signal?: AbortSignal,
+  ): Promise<number | null> {
+    const latest = this.#latest.get(roomId) ?? 0;
+    if (latest > after) return Promise.resolve(latest);
     const mine = this.#perClient.get(client) ?? 0;
     if (this.#total >= this.maxTotal || mine >= this.maxPerClient) {
       const who = mine >= this.maxPerClient ? "this client" : "the server";
@@ -52,12 +67,12 @@ export class Waiters {
     }
     this.#total++;
     this.#perClient.set(client, mine + 1);
-    return new Promise<void>((resolve) => {
+    return new Promise<number | null>((resolve) => {
       let set = this.#rooms.get(roomId);
       if (!set) this.#rooms.set(roomId, set = new Set());
-      const done = () => {
+      const done = (rev: number | null = null) => {
         clearTimeout(timeout);
-        signal?.removeEventListener("abort", done);
+        signal?.removeEventListener("abort", stop);
         if (!set.delete(waiter)) return;
         if (set.size === 0) this.#rooms.delete(roomId);
         this.#total--;
@@ -65,11 +80,12 @@ export class Waiters {
         if (left > 0) this.#perClient.set(client, left);
         else this.#perClient.delete(client);
         if (this.#total === 0) this.#stopPolling();
-        resolve();
+        resolve(rev);
       };
+      const stop = () => done(null);
       const waiter: Waiter = { after, wake: done };
-      const timeout = setTimeout(done, ms);
-      signal?.addEventListener("abort", done);
+      const timeout = setTimeout(stop, ms);
+      signal?.addEventListener("abort", stop);
       set.add(waiter);
       this.#startPolling();
     });
@@ -92,7 +108,7 @@ export class Waiters {
     try {
       const ids = [...this.#rooms.keys()];
       const revs = await roomRevs(await this.db(), ids);
-      for (const id of ids) this.notify(id, revs.get(id) ?? Number.MAX_SAFE_INTEGER);
+      for (const id of ids) this.notify(id, revs.get(id) ?? ROOM_GONE);
     } catch (err) {
       console.error("wait poll failed:", err);
     } finally {

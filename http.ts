@@ -152,16 +152,23 @@ export async function readText(req: Request, maxBytes: number): Promise<string> 
   if (declared > maxBytes) throw tooLarge(maxBytes);
   let text = "";
   if (req.body) {
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    for await (const chunk of req.body) {
-      size += chunk.byteLength;
-      if (size > maxBytes) throw tooLarge(maxBytes);
-      chunks.push(chunk);
+    let all: Uint8Array;
+    if (declared >= 0) {
+      // A declared length, checked above: one read, no stream loop (much cheaper in Deno).
+      all = new Uint8Array(await req.arrayBuffer());
+      if (all.byteLength > maxBytes) throw tooLarge(maxBytes);
+    } else {
+      const chunks: Uint8Array[] = [];
+      let size = 0;
+      for await (const chunk of req.body) {
+        size += chunk.byteLength;
+        if (size > maxBytes) throw tooLarge(maxBytes);
+        chunks.push(chunk);
+      }
+      all = new Uint8Array(size);
+      let offset = 0;
+      for (const chunk of chunks) all.set(chunk, offset), offset += chunk.byteLength;
     }
-    const all = new Uint8Array(size);
-    let offset = 0;
-    for (const chunk of chunks) all.set(chunk, offset), offset += chunk.byteLength;
     try {
       text = new TextDecoder("utf-8", { fatal: true }).decode(all);
     } catch {

@@ -11,7 +11,7 @@ async function startArgs(): Promise<string[]> {
   return args;
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -26,7 +26,7 @@ interface Server {
 
 /** Starts the server on `dbPath` and waits for its startup line. */
 async function startServer(dbPath: string, env: Record<string, string> = {}): Promise<Server> {
-  const port = await freePort();
+  const port = freePort();
   const process = new Deno.Command(Deno.execPath(), {
     args: await startArgs(),
     cwd: ROOT,
