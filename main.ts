@@ -6,6 +6,7 @@ import { type Config, loadConfig } from "./config.ts";
 import { dashboardPage, landingPage } from "./dashboard.ts";
 import { type Db, openDb } from "./db.ts";
 import { ROOM_GONE, Waiters } from "./feed.ts";
+import { idempotency } from "./idempotency.ts";
 import {
   check,
   checkSize,
@@ -367,63 +368,7 @@ export function createService(config: Config = loadConfig()): Service {
     if (Date.now() - lastSweep > 60_000) sweep().catch((err) => console.error("sweep:", err));
   });
 
-  // Idempotency-Key on POST: the first response is kept (encrypted with a key derived from the
-  // Idempotency-Key itself, so stored tokens are unreadable without it) and replayed to retries.
-  app.use("*", async (c, next) => {
-    const idemKey = c.req.header("idempotency-key");
-    if (c.req.method !== "POST" || idemKey === undefined) return await next();
-    if (!/^[\x21-\x7e]{1,255}$/.test(idemKey)) {
-      throw new HttpError(
-        400,
-        "invalid_header",
-        "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)",
-      );
-    }
-    // Scoped to the caller: its token, or its address when it sends none.
-    const caller = c.get("client");
-    const scope = `${caller}\n${c.req.path}\n${idemKey}`;
-    const keyHash = sha256(`key\n${scope}`);
-    const requestHash = sha256(await readText(c.req.raw, config.maxBodyBytes));
-    const roomId = /^\/rooms\/([^/]+)/.exec(c.req.path)?.[1] ?? null;
-    const d = c.get("db");
-    const prior = await q.reserveIdempotencyKey(d, keyHash, roomId, requestHash);
-    if (prior) {
-      if (prior.requestHash !== requestHash) {
-        throw new HttpError(
-          422,
-          "idempotency_key_reused",
-          "This Idempotency-Key was used with a different body: use a new key for a new request",
-        );
-      }
-      if (prior.status === 0 || prior.response === null) {
-        throw new HttpError(
-          409,
-          "idempotency_in_progress",
-          "A request with this Idempotency-Key is still running: retry in a moment",
-          {},
-          { "Retry-After": "1" },
-        );
-      }
-      const text = await decrypt(scope, prior.response);
-      return c.body(text, prior.status as 200, {
-        "Content-Type": "application/json",
-        "Idempotent-Replayed": "true",
-      });
-    }
-    try {
-      await next();
-    } catch (err) {
-      await q.releaseIdempotencyKey(d, keyHash);
-      throw err;
-    }
-    // A handler's error reaches here as the onError response (Hono sets c.error), not a throw.
-    if (c.error || c.res.status >= 500 || c.res.status === 429) {
-      await q.releaseIdempotencyKey(d, keyHash);
-      return;
-    }
-    const text = await c.res.clone().text();
-    await q.completeIdempotencyKey(d, keyHash, c.res.status, await encrypt(scope, text));
-  });
+  app.use("*", idempotency(config.maxBodyBytes));
 
   app.onError((err, c) => {
     if (err instanceof HttpError) {
@@ -1075,35 +1020,6 @@ export function createService(config: Config = loadConfig()): Service {
       if (dbPromise) (await dbPromise).close();
     },
   };
-}
-
-async function cryptoKey(scope: string): Promise<CryptoKey> {
-  const raw = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`enc\n${scope}`));
-  return crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
-}
-
-async function encrypt(scope: string, text: string): Promise<string> {
-  const iv = crypto.getRandomValues(new Uint8Array(12));
-  const data = new Uint8Array(
-    await crypto.subtle.encrypt(
-      { name: "AES-GCM", iv },
-      await cryptoKey(scope),
-      new TextEncoder().encode(text),
-    ),
-  );
-  const all = new Uint8Array(iv.length + data.length);
-  all.set(iv), all.set(data, iv.length);
-  return btoa(String.fromCharCode(...all));
-}
-
-async function decrypt(scope: string, stored: string): Promise<string> {
-  const all = Uint8Array.from(atob(stored), (ch) => ch.charCodeAt(0));
-  const plain = await crypto.subtle.decrypt(
-    { name: "AES-GCM", iv: all.slice(0, 12) },
-    await cryptoKey(scope),
-    all.slice(12),
-  );
-  return new TextDecoder().decode(plain);
 }
 
 const service = createService();
