@@ -285,7 +285,7 @@ Deno.test("every error code the skill document names is one the server sends, an
   await using t = await makeApp("embedded", ENV);
   const { doc } = await getDoc(t.app.service.fetch);
   const sources = await Promise.all(
-    ["main.ts", "http.ts", "feed.ts"].map((f) =>
+    ["main.ts", "http.ts", "feed.ts", "idempotency.ts"].map((f) =>
       Deno.readTextFile(new URL(`../${f}`, import.meta.url))
     ),
   );
