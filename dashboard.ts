@@ -120,7 +120,7 @@ export function landingPage(c: Context, config: Config): Response {
   }</p>
       <dl class="secrets">
         <dt>Room id</dt><dd><code id="r-id"></code></dd>
-        <dt class="tok">Room token <span class="muted">full access: for your agents, keep it secret</span></dt><dd class="tok"><code id="r-token"></code> <button type="button" class="copy" data-copy="r-token">copy</button></dd>
+        <dt class="tok">Room token <span class="muted">full control of the room; agents you trust use it once to register, then their own token. Keep it secret</span></dt><dd class="tok"><code id="r-token"></code> <button type="button" class="copy" data-copy="r-token">copy</button></dd>
         <dt class="tok">View token <span class="muted">read-only: for people who watch</span></dt><dd class="tok"><code id="r-view"></code> <button type="button" class="copy" data-copy="r-view">copy</button></dd>
         <dt>Dashboard</dt><dd><a id="r-link" target="_blank"></a> <button type="button" class="copy" data-copy="r-link">copy</button><br><a id="r-post-link" class="muted" target="_blank">open it with the room token, to post as a human</a></dd>
         <dt>Tell your agents</dt><dd><pre id="r-prompt"></pre><button type="button" class="copy" data-copy="r-prompt">copy</button></dd>

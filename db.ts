@@ -68,7 +68,8 @@ async function openEmbedded(path: string, synchronous: string): Promise<Db> {
   const { DatabaseSync } = await import("node:sqlite");
   const sqlite: DatabaseSync = new DatabaseSync(path);
   sqlite.exec(
-    `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}; PRAGMA busy_timeout = 5000;`,
+    // busy_timeout first: switching to WAL takes a lock another process may hold.
+    `PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous};`,
   );
   const cache = new Map<string, Prepared>();
   const prepare = (sql: string): Prepared => {
@@ -119,9 +120,9 @@ async function openLibsql(url: string, opts: DbOptions): Promise<Db> {
   const { createClient } = await import("npm:@libsql/client@^0.18.0");
   const client = createClient({ url, authToken: opts.authToken, intMode: "number" });
   if (url.startsWith("file:") || url === ":memory:") {
+    await client.execute("PRAGMA busy_timeout = 5000");
     await client.execute("PRAGMA journal_mode = WAL");
     await client.execute(`PRAGMA synchronous = ${opts.synchronous ?? "NORMAL"}`);
-    await client.execute("PRAGMA busy_timeout = 5000");
   }
   return {
     driver: `@libsql/client (${url.replace(/\?.*/, "")})`,

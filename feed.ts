@@ -35,7 +35,9 @@ export class Waiters {
   /** A write in this process reached revision `rev` of the room. */
   notify(roomId: string, rev: number) {
     if (this.#latest.size > 10_000) this.#latest.clear();
-    if (rev > (this.#latest.get(roomId) ?? 0)) this.#latest.set(roomId, rev);
+    // A deleted room's id may be used again: only the waits held now hear that it is gone.
+    if (rev === ROOM_GONE) this.#latest.delete(roomId);
+    else if (rev > (this.#latest.get(roomId) ?? 0)) this.#latest.set(roomId, rev);
     const set = this.#rooms.get(roomId);
     if (!set) return;
     for (const w of set) if (rev > w.after) w.wake(rev);
@@ -89,6 +91,12 @@ export class Waiters {
       set.add(waiter);
       this.#startPolling();
     });
+  }
+
+  /** Answers every held request now and stops polling, for shutdown. */
+  close() {
+    for (const set of this.#rooms.values()) for (const w of [...set]) w.wake(null);
+    this.#stopPolling();
   }
 
   #startPolling() {

@@ -86,7 +86,7 @@ function suggest(unknownKey: string, known: string[]): string | undefined {
   return close[0]?.[0];
 }
 
-function fieldName(path: PropertyKey[]): string {
+function pathName(path: PropertyKey[]): string {
   return path.map((p) => typeof p === "number" ? `[${p}]` : String(p)).join(".")
     .replace(/\.\[/g, "[");
 }
@@ -96,7 +96,9 @@ export function invalid(
   where: "body" | "query",
   issues: z.core.$ZodIssue[],
   known: string[],
+  prefix = "",
 ): HttpError {
+  const fieldName = (path: PropertyKey[]) => pathName(prefix ? [prefix, ...path] : path);
   const fields = issues.flatMap((issue) => {
     if (issue.code === "unrecognized_keys") {
       return issue.keys.map((k) => {
@@ -136,9 +138,10 @@ export function check<T extends z.ZodType>(
   where: "body" | "query",
   schema: T,
   value: unknown,
+  prefix = "",
 ): z.infer<T> {
   const result = schema.safeParse(value);
-  if (!result.success) throw invalid(where, result.error.issues, knownKeys(schema));
+  if (!result.success) throw invalid(where, result.error.issues, knownKeys(schema), prefix);
   return result.data;
 }
 
@@ -200,7 +203,7 @@ export async function readJson(c: Context, maxBytes: number): Promise<unknown> {
   let value: unknown;
   try {
     // Numbers beyond a double would silently become null when stored: refuse them instead.
-    value = /\d[eE][+]?\d{3}/.test(text) ? JSON.parse(text, finiteOnly) : JSON.parse(text);
+    value = /\d[eE][+]?\d{3}|\d{309}/.test(text) ? JSON.parse(text, finiteOnly) : JSON.parse(text);
   } catch (err) {
     throw new HttpError(
       400,

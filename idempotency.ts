@@ -1,4 +1,4 @@
-// Idempotency-Key on POST: the first response is kept and replayed to retries, encrypted.
+// Idempotency-Key on writes: the first response is kept and replayed to retries, encrypted.
 import { Buffer } from "node:buffer";
 import type { MiddlewareHandler } from "npm:hono@^4.13.19";
 import { sha256 } from "./auth.ts";
@@ -9,14 +9,16 @@ import * as q from "./schema.ts";
 type Env = { Variables: { db: Db; client: string } };
 
 /**
- * Replays the first response to a retried POST with the same Idempotency-Key, caller and path.
+ * Replays the first response to a retried write (POST, PUT, PATCH, DELETE) with the same
+ * Idempotency-Key, caller and path.
  * The stored copy is encrypted with a key derived from the Idempotency-Key itself, so the tokens
  * in it are unreadable without that key.
  */
 export function idempotency(maxBodyBytes: number): MiddlewareHandler<Env> {
   return async (c, next) => {
     const idemKey = c.req.header("idempotency-key");
-    if (c.req.method !== "POST" || idemKey === undefined) return await next();
+    const write = c.req.method !== "GET" && c.req.method !== "HEAD" && c.req.method !== "OPTIONS";
+    if (!write || idemKey === undefined) return await next();
     if (!/^[\x21-\x7e]{1,255}$/.test(idemKey)) {
       throw new HttpError(
         400,
@@ -24,8 +26,16 @@ export function idempotency(maxBodyBytes: number): MiddlewareHandler<Env> {
         "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)",
       );
     }
-    // Scoped to the caller: its token, or its address when it sends none.
-    const scope = `${c.get("client")}\n${c.req.path}\n${idemKey}`;
+    // Scoped to the caller: its token, or its address when it sends none. An address may be
+    // shared (NAT, proxies), so there the key itself must be unguessable.
+    if (c.get("client").startsWith("ip:") && idemKey.length < 32) {
+      throw new HttpError(
+        400,
+        "invalid_header",
+        "Without a token, an Idempotency-Key must be at least 32 characters: use a random UUID",
+      );
+    }
+    const scope = `${c.get("client")}\n${c.req.method} ${c.req.path}\n${idemKey}`;
     const keyHash = sha256(`key\n${scope}`);
     const requestHash = sha256(await readText(c.req.raw, maxBodyBytes));
     const roomId = /^\/rooms\/([^/]+)/.exec(c.req.path)?.[1] ?? null;

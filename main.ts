@@ -60,6 +60,9 @@ export function createService(config: Config = loadConfig()): Service {
     dbPromise ??= openDb(config.db).then(async (d) => {
       await q.migrate(d);
       return d;
+    }).catch((err) => {
+      dbPromise = undefined; // the next request tries again
+      throw err;
     });
   const waiters = new Waiters(db, config.wakePollMs, config.maxWaits, config.maxWaitsPerClient);
   const limiter = config.rateLimit === null
@@ -71,7 +74,8 @@ export function createService(config: Config = loadConfig()): Service {
   const roomLimiter = new RateLimiter(config.roomsPerHour, config.roomsPerHour / 3600);
   const seen = new Map<string, number>();
   const goodTokens = new Set<string>();
-  let trimCounter = 0;
+  /** Messages posted per room since this process last trimmed it. */
+  const sinceTrim = new Map<string, number>();
   const trimEvery = Math.max(1, Math.min(256, Math.floor(config.maxMessages / 16)));
   let lastSweep = Date.now();
 
@@ -142,15 +146,15 @@ export function createService(config: Config = loadConfig()): Service {
       throw new HttpError(
         401,
         "unauthorized",
-        "Malformed token: expected a token starting with as_room_, as_view_ or as_agent_",
+        "Malformed token: expected as_room_, as_view_ or as_agent_ followed by 43 characters, exactly as issued",
         {},
         { "WWW-Authenticate": 'Bearer realm="agent-sync", error="invalid_token"' },
       );
     }
     const hash = admin ? null : sha256(token);
     const room = await q.getRoomAuth(d, roomId, kind === "agent" ? hash : null);
-    if (!room) throw noRoom(roomId);
-    if (admin) return { room, actor: { kind: "admin" } };
+    if (admin && room) return { room, actor: { kind: "admin" } };
+    if (!room) throw refused(c, roomId);
     if (kind === "room" && safeEqual(room.token_hash, hash!)) {
       return { room, actor: { kind: "room" } };
     }
@@ -161,7 +165,16 @@ export function createService(config: Config = loadConfig()): Service {
       markSeen(d, roomId, room.agent_id);
       return { room, actor: { kind: "agent", agentId: room.agent_id } };
     }
-    throw noRoom(roomId);
+    throw refused(c, roomId);
+  }
+
+  /**
+   * The answer to a token that opens nothing here; it spends its address's failure budget, so
+   * inventing a new token for each request does not escape the rate limit.
+   */
+  function refused(c: Context<Env>, roomId: string): HttpError {
+    failures?.take(c.get("ip"));
+    return noRoom(roomId);
   }
 
   /** Like `access`, refusing read-only tokens. */
@@ -184,7 +197,9 @@ export function createService(config: Config = loadConfig()): Service {
       throw new HttpError(
         403,
         "forbidden",
-        `This token belongs to agent "${actor.agentId}": it cannot act as "${named}" (omit "${field}")`,
+        `This token belongs to agent "${actor.agentId}": it cannot act as "${named}" (${
+          field === "agent_id" ? "use the room token" : `omit "${field}"`
+        })`,
       );
     }
     return actor.agentId;
@@ -213,12 +228,24 @@ export function createService(config: Config = loadConfig()): Service {
     return { ...a, online };
   }
 
-  function cursorExpired(room: q.RoomAuth, after: number) {
+  /** Refuses a cursor that retention passed (410) or that is ahead of the room (400). */
+  function checkCursor(room: q.RoomAuth, after: number, feed: "messages" | "changes") {
+    if (after > room.rev) {
+      throw new HttpError(
+        400,
+        "invalid_query",
+        `Invalid query: after=${after} is ahead of the room's revision ${room.rev} (a cursor from a deleted room of the same id?): start again from after=0`,
+        { rev: room.rev },
+      );
+    }
     if (after > 0 && after < room.trimmed_rev) {
+      const resume = feed === "messages"
+        ? `resume with after=${room.trimmed_rev} (skipping them), or after=0 to start from the oldest kept`
+        : "read the room again from after=0 (agents and state are kept in full)";
       throw new HttpError(
         410,
         "cursor_expired",
-        `Messages up to id ${room.trimmed_rev} were removed by retention: resume with after=${room.trimmed_rev}, or after=0 to start from the oldest kept`,
+        `Messages up to id ${room.trimmed_rev} were removed by retention: ${resume}`,
         { trimmed_rev: room.trimmed_rev },
       );
     }
@@ -308,7 +335,8 @@ export function createService(config: Config = loadConfig()): Service {
 
   app.use("*", async (c, next) => {
     const forwarded = config.trustProxy
-      ? c.req.header("x-forwarded-for")?.split(",")[0].trim()
+      // The entry the proxy itself appended: the ones before it are the client's to write.
+      ? c.req.header("x-forwarded-for")?.split(",").at(-1)?.trim()
       : undefined;
     const ip = forwarded ?? c.env?.remoteAddr?.hostname ?? "local";
     // A well-formed token is its own client; anything else counts against the address.
@@ -358,8 +386,7 @@ export function createService(config: Config = loadConfig()): Service {
     c.set("db", await db());
     await next();
     if (limiter && token) {
-      if (c.res.status === 401 || c.res.status === 404) failures!.take(ip);
-      else if (c.res.status < 400 && !goodTokens.has(token)) {
+      if (c.res.status < 400 && !goodTokens.has(token)) {
         if (goodTokens.size > 100_000) goodTokens.clear();
         goodTokens.add(token);
       }
@@ -382,13 +409,37 @@ export function createService(config: Config = loadConfig()): Service {
     }, 500);
   });
 
-  app.notFound((c) =>
-    c.json({
+  app.notFound((c) => {
+    const allowed = allowedMethods(c.req.path);
+    if (allowed.length > 0) {
+      return c.json(
+        {
+          error: "method_not_allowed",
+          message: `Cannot ${c.req.method} ${c.req.path}: use ${allowed.join(" or ")}`,
+          status: 405,
+        },
+        405,
+        { Allow: allowed.join(", ") },
+      );
+    }
+    return c.json({
       error: "not_found",
       message: `Cannot ${c.req.method} ${c.req.path}: no such route (see GET /SKILL.md)`,
       status: 404,
-    }, 404)
-  );
+    }, 404);
+  });
+
+  /** The methods the app answers on a path, for a 405 that says what to use instead. */
+  function allowedMethods(path: string): string[] {
+    return [
+      ...new Set(
+        app.routes.filter((r) =>
+          r.method !== "ALL" &&
+          new RegExp(`^${r.path.replace(/:[^/]+/g, "[^/]+")}$`).test(path)
+        ).map((r) => r.method),
+      ),
+    ];
+  }
 
   // ------------------------------------------------------------ pages
 
@@ -423,7 +474,10 @@ export function createService(config: Config = loadConfig()): Service {
         { "WWW-Authenticate": 'Bearer realm="agent-sync"' },
       );
     }
-    const b = await body(c, createRoomBody);
+    // Every field is optional, so an empty body is an empty object.
+    const b = (await readText(c.req.raw, config.maxBodyBytes)).trim() === ""
+      ? {} as z.infer<typeof createRoomBody>
+      : await body(c, createRoomBody);
     checkSize("meta", b.meta ?? null, config.maxValueBytes);
     const roomId = b.id ?? crypto.randomUUID();
     const d = c.get("db");
@@ -441,7 +495,7 @@ export function createService(config: Config = loadConfig()): Service {
       const { id: rid, created_at, meta, rev } = existing;
       return c.json({ id: rid, created_at, meta, rev }, 200);
     }
-    if (!admin && !open) {
+    if (!admin) {
       const r = roomLimiter.take(c.get("ip"));
       if (!r.ok && config.rateLimit !== null) {
         throw new HttpError(
@@ -652,14 +706,22 @@ export function createService(config: Config = loadConfig()): Service {
           400,
           "invalid_body",
           `Invalid body: field "reply_to" names message ${b.reply_to}, which is not in this room`,
+          {
+            fields: [{
+              field: "reply_to",
+              message: `message ${b.reply_to} is not in this room`,
+            }],
+          },
         );
       }
       throw noRoom(roomId);
     }
     written(roomId, message.rev);
     if (open) markSeen(d, roomId, from);
-    if (config.maxMessages > 0 && ++trimCounter >= trimEvery) {
-      trimCounter = 0;
+    const posted = (sinceTrim.get(roomId) ?? 0) + 1;
+    if (sinceTrim.size > 10_000) sinceTrim.clear();
+    sinceTrim.set(roomId, posted % trimEvery);
+    if (config.maxMessages > 0 && posted >= trimEvery) {
       await q.trimMessages(d, roomId, config.maxMessages, null);
     }
     return c.json(message, 201);
@@ -684,7 +746,7 @@ export function createService(config: Config = loadConfig()): Service {
     const { room } = await access(c, roomId);
     const p = query(c, messageQuery);
     const after = p.after ?? 0;
-    cursorExpired(room, after);
+    checkCursor(room, after, "messages");
     if (open) markSeen(c.get("db"), roomId, p.to ?? null);
     const list = await held(c, room, p.wait ?? 0, () =>
       q.listMessages(c.get("db"), roomId, {
@@ -897,7 +959,10 @@ export function createService(config: Config = loadConfig()): Service {
   app.delete("/rooms/:id/state", async (c) => {
     const roomId = param(c, "id");
     const { actor } = await writer(c, roomId);
-    const b = await body(c, deleteBody);
+    // Clients that cannot send a DELETE body may pass the same fields in the query.
+    const b = (await readText(c.req.raw, config.maxBodyBytes)).trim() === ""
+      ? query(c, deleteQuery)
+      : await body(c, deleteBody);
     const scope = b.scope ?? SHARED;
     await checkScope(c, roomId, actor, scope);
     const d = c.get("db");
@@ -912,12 +977,16 @@ export function createService(config: Config = loadConfig()): Service {
     return c.json({ deleted: true, scope, key: b.key, version: entry.version, rev: entry.rev });
   });
 
-  const batchBody = z.strictObject({
-    ops: z.array(z.union([
-      z.strictObject({ ...deleteFields, delete: z.literal(true) }),
-      z.strictObject(putFields),
-    ])).min(1, "must hold at least one operation").max(100, "must hold at most 100 operations"),
+  const deleteQuery = z.strictObject({
+    scope: id.optional(),
+    key,
+    if_version: queryInt.pipe(z.number().min(1, "must be at least 1")).optional(),
   });
+  const batchBody = z.strictObject({
+    ops: z.array(z.record(z.string(), z.unknown()))
+      .min(1, "must hold at least one operation").max(100, "must hold at most 100 operations"),
+  });
+  const batchDelete = z.strictObject({ ...deleteFields, delete: z.literal(true) });
 
   app.put("/rooms/:id/state/batch", async (c) => {
     const roomId = param(c, "id");
@@ -925,7 +994,11 @@ export function createService(config: Config = loadConfig()): Service {
     const b = await body(c, batchBody);
     const ops: q.StateOp[] = [];
     const seenKeys = new Set<string>();
-    for (const [i, op] of b.ops.entries()) {
+    for (const [i, raw] of b.ops.entries()) {
+      // Each op is a put or, with "delete": true, a delete; checked alone so errors name it.
+      const op = "delete" in raw
+        ? check("body", batchDelete, raw, `ops[${i}]`)
+        : check("body", putBody, raw, `ops[${i}]`);
       const scope = op.scope ?? SHARED;
       const k = `${scope}\n${op.key}`;
       if (seenKeys.has(k)) {
@@ -955,7 +1028,10 @@ export function createService(config: Config = loadConfig()): Service {
     const results = await q.applyStateBatch(d, roomId, ops, config.maxKeys);
     if (results) {
       written(roomId, results[results.length - 1].rev);
-      return c.json({ results, rev: results[results.length - 1].rev });
+      return c.json({
+        results: results.map((r, i) => ops[i].op === "delete" ? { ...r, deleted: true } : r),
+        rev: results[results.length - 1].rev,
+      });
     }
     if (!(await q.getRoomAuth(d, roomId))) throw noRoom(roomId);
     for (const [i, op] of ops.entries()) {
@@ -999,7 +1075,7 @@ export function createService(config: Config = loadConfig()): Service {
     const { room } = await access(c, roomId);
     const p = query(c, changesQuery);
     const after = p.after ?? 0;
-    cursorExpired(room, after);
+    checkCursor(room, after, "changes");
     const changes = await held(
       c,
       room,
@@ -1007,7 +1083,12 @@ export function createService(config: Config = loadConfig()): Service {
       () => q.listChanges(c.get("db"), roomId, after, clamp(p.limit)),
     );
     const next = changes.length > 0 ? changes[changes.length - 1].rev : Math.max(after, room.rev);
-    return c.json({ changes, next });
+    return c.json({
+      changes: changes.map((ch) =>
+        ch.type === "agent" ? { ...ch, agent: agentView(ch.agent) } : ch
+      ),
+      next,
+    });
   });
 
   return {
@@ -1017,6 +1098,7 @@ export function createService(config: Config = loadConfig()): Service {
     waiters,
     sweep,
     close: async () => {
+      waiters.close();
       if (dbPromise) (await dbPromise).close();
     },
   };

@@ -510,7 +510,9 @@ export async function listMessages(db: Db, roomId: string, q: MessageQuery): Pro
   if (q.to !== undefined) where.push("(to_agent = ? OR to_agent IS NULL)"), args.push(q.to);
   if (q.from !== undefined) where.push("from_agent = ?"), args.push(q.from);
   if (q.thread !== undefined) {
-    where.push("(thread_id = ? OR id = ?)"), args.push(q.thread, q.thread);
+    // The whole thread the message belongs to: its root and every reply under that root.
+    where.push(`coalesce(thread_id, id) = (SELECT coalesce(t.thread_id, t.id) FROM messages t
+      WHERE t.room_id = ? AND t.id = ?)`), args.push(roomId, q.thread);
   }
   if (q.unclaimed) {
     where.push("(claimed_by IS NULL OR claim_expires_at <= ?)"), args.push(now());
@@ -584,13 +586,21 @@ export async function trimMessages(
   keep: number,
   olderThan: string | null,
 ): Promise<void> {
+  const cutoffs = ["trimmed_rev"];
+  const args: Value[] = [roomId];
+  if (keep > 0) {
+    cutoffs.push(`coalesce((SELECT id FROM messages WHERE room_id = ?1
+      ORDER BY id DESC LIMIT 1 OFFSET ?${args.push(keep)}), 0)`);
+  }
+  if (olderThan !== null) {
+    cutoffs.push(`coalesce((SELECT max(id) FROM messages WHERE room_id = ?1
+      AND created_at < ?${args.push(olderThan)}), 0)`);
+  }
+  if (cutoffs.length === 1) return;
   await db.batch([
     {
-      sql: `UPDATE rooms SET trimmed_rev = max(trimmed_rev,
-          coalesce((SELECT id FROM messages WHERE room_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2), 0),
-          coalesce((SELECT max(id) FROM messages WHERE room_id = ?1 AND created_at < ?3), 0))
-        WHERE id = ?1`,
-      args: [roomId, keep > 0 ? keep : -1, olderThan],
+      sql: `UPDATE rooms SET trimmed_rev = max(${cutoffs.join(", ")}) WHERE id = ?1`,
+      args,
     },
     {
       sql: `DELETE FROM messages WHERE room_id = ?1
@@ -663,8 +673,10 @@ function putStatement(roomId: string, p: StatePut, maxKeys: number, t: string): 
       WHERE r.id = ?1
         AND (?7 IS NULL OR ?7 = 0 OR EXISTS (SELECT 1 FROM state
           WHERE room_id = ?1 AND scope = ?2 AND key = ?3))
-        AND (EXISTS (SELECT 1 FROM state WHERE room_id = ?1 AND scope = ?2 AND key = ?3)
-          OR (SELECT count(*) FROM state WHERE room_id = ?1 AND deleted = 0) < ?8)
+        AND (EXISTS (SELECT 1 FROM state WHERE room_id = ?1 AND scope = ?2 AND key = ?3
+            AND deleted = 0 AND (expires_at IS NULL OR expires_at > ?5))
+          OR (SELECT count(*) FROM state WHERE room_id = ?1 AND deleted = 0
+            AND (expires_at IS NULL OR expires_at > ?5)) < ?8)
       ON CONFLICT (room_id, scope, key) DO UPDATE SET
         value = excluded.value, version = state.version + 1, rev = excluded.rev,
         updated_at = excluded.updated_at, expires_at = excluded.expires_at, deleted = 0
@@ -714,8 +726,8 @@ export type StateOp = ({ op: "put" } & StatePut) | ({ op: "delete" } & StateDele
 /** Counts a room's live keys, to tell a full room from a failed condition. */
 export async function countState(db: Db, roomId: string): Promise<number> {
   const rs = await db.execute({
-    sql: `SELECT count(*) AS n FROM state WHERE room_id = ? AND deleted = 0`,
-    args: [roomId],
+    sql: `SELECT count(*) AS n FROM state WHERE room_id = ? AND ${LIVE}`,
+    args: [roomId, now()],
   });
   return Number(objects(rs)[0].n);
 }
@@ -814,9 +826,12 @@ export async function reserveIdempotencyKey(
   requestHash: string,
 ): Promise<StoredResponse | null> {
   const rs = await db.execute({
+    // A reservation still pending after 30 s belongs to a request that died: take it over.
     sql: `INSERT INTO idempotency (key_hash, room_id, request_hash, created_at) VALUES (?, ?, ?, ?)
-      ON CONFLICT (key_hash) DO NOTHING`,
-    args: [keyHash, roomId, requestHash, now()],
+      ON CONFLICT (key_hash) DO UPDATE SET room_id = excluded.room_id,
+        request_hash = excluded.request_hash, created_at = excluded.created_at
+      WHERE idempotency.status = 0 AND idempotency.created_at < ?`,
+    args: [keyHash, roomId, requestHash, now(), new Date(Date.now() - 30_000).toISOString()],
   });
   if (rs.rowsAffected > 0) return null;
   const got = objects(

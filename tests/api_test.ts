@@ -331,7 +331,11 @@ appTest("GET /rooms/:id/messages filters by after and kind", async (app) => {
   assert.deepEqual(await get("after=0"), [m1.id, m2.id, m3.id]);
   assert.deepEqual(await get(`after=${m1.id}`), [m2.id, m3.id]);
   assert.deepEqual(await get(`after=${m3.id}`), []);
-  assert.deepEqual(await get("after=999"), []);
+  const ahead = await app.request("GET", `/rooms/${room.id}/messages?after=999`, {
+    token: room.token,
+  });
+  assert.equal(ahead.status, 400, "a cursor ahead of the room is refused, not waited on");
+  assert.match(ahead.body.message, /after=0/);
   assert.deepEqual(await get("kind=task"), [m1.id, m3.id]);
   assert.deepEqual(await get(`kind=task&after=${m1.id}`), [m3.id]);
   assert.deepEqual(await get("kind=error"), []);
@@ -675,7 +679,7 @@ appTest("GET /health answers ok", async (app) => {
 });
 
 appTest("an unknown route answers 404 with the JSON error shape", async (app) => {
-  for (const [method, path] of [["GET", "/nope"], ["POST", "/rooms/x/y/z"], ["PATCH", "/rooms"]]) {
+  for (const [method, path] of [["GET", "/nope"], ["POST", "/rooms/x/y/z"]]) {
     const res = await app.request(method, path);
     assert.equal(res.status, 404, `${method} ${path}`);
     assert.match(res.headers.get("content-type") ?? "", /application\/json/);
@@ -684,3 +688,14 @@ appTest("an unknown route answers 404 with the JSON error shape", async (app) =>
     assert.equal(typeof res.body.message, "string");
   }
 });
+
+appTest(
+  "a known route with the wrong method answers 405 naming the methods to use",
+  async (app) => {
+    const res = await app.request("PATCH", "/rooms");
+    assert.equal(res.status, 405);
+    assert.equal(res.body.error, "method_not_allowed");
+    assert.equal(res.headers.get("allow"), "POST, GET");
+    assert.match(res.body.message, /use POST or GET/);
+  },
+);

@@ -491,7 +491,7 @@ appTest("an Idempotency-Key never replays a room's tokens to another client", as
         method: "POST",
         headers: {
           "content-type": "application/json",
-          "idempotency-key": "create-room",
+          "idempotency-key": "create-room-0b9e4c7a-1d2f-4e3a-8b5c-6f7d8e9a0b1c",
           ...headers,
         },
         body: "{}",

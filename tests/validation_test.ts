@@ -445,11 +445,11 @@ const BAD_INPUT: Case[] = [
     expect: { error: "invalid_body", message: /unknown field "value"/ },
   },
   {
-    name: "a state delete without a body",
+    name: "a state delete with neither a body nor a key in the query",
     method: "DELETE",
     url: "/rooms/{room}/state",
     status: 400,
-    expect: { error: "invalid_body" },
+    expect: { error: "invalid_query" },
   },
   {
     name: "a batch without ops",
@@ -1016,17 +1016,17 @@ const NOT_FOUND: Case[] = [
     method: "PUT",
     url: "/rooms/{room}/messages",
     body: { body: 1 },
-    status: 404,
-    expect: { error: "not_found" },
+    status: 405,
+    expect: { error: "method_not_allowed" },
   },
 ];
 
 for (const mode of ["token", "open"] as const) {
   for (const c of NOT_FOUND) {
     appTest(
-      `${c.method} ${
-        c.url.replace(/\?.*/, "")
-      } for ${c.name} answers 404 and changes nothing (${mode} mode)`,
+      `${c.method} ${c.url.replace(/\?.*/, "")} for ${c.name} answers ${
+        c.status ?? 404
+      } and changes nothing (${mode} mode)`,
       async (app) => {
         const room = await fixture(app);
         const before = await snapshot(app);
@@ -1034,7 +1034,7 @@ for (const mode of ["token", "open"] as const) {
           token: room.token,
           body: c.body,
         });
-        assertErrorShape(res, 404, c.name);
+        assertErrorShape(res, c.status ?? 404, c.name);
         assert.equal(res.body.error, c.expect.error);
         if (c.expect.message) assert.match(res.body.message, c.expect.message);
         assert.equal(await snapshot(app), before, "nothing changed");
