@@ -7,6 +7,7 @@ export interface Config {
   auth: "token" | "open";
   adminToken: string | null;
   maxBodyBytes: number;
+  maxJsonDepth: number;
   maxValueBytes: number;
   maxIdLength: number;
   maxKeyLength: number;
@@ -66,6 +67,8 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     auth,
     adminToken: env.SYNC_ADMIN_TOKEN || null,
     maxBodyBytes: num(env, "SYNC_MAX_BODY_BYTES", 256 * 1024),
+    // Deeper JSON could overflow the stack when a stored value is serialized again.
+    maxJsonDepth: Math.min(num(env, "SYNC_MAX_JSON_DEPTH", 100, 1), 1000),
     maxValueBytes: num(env, "SYNC_MAX_VALUE_BYTES", 64 * 1024),
     maxIdLength: num(env, "SYNC_MAX_ID_LENGTH", 128),
     maxKeyLength: num(env, "SYNC_MAX_KEY_LENGTH", 256),

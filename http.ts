@@ -183,7 +183,7 @@ export async function readText(req: Request, maxBytes: number): Promise<string> 
 }
 
 /** Reads the request body as a JSON object. */
-export async function readJson(c: Context, maxBytes: number): Promise<unknown> {
+export async function readJson(c: Context, maxBytes: number, maxDepth: number): Promise<unknown> {
   const type = c.req.header("content-type");
   if (type && !/^application\/([\w.+-]*\+)?json\b/i.test(type)) {
     throw new HttpError(
@@ -214,19 +214,17 @@ export async function readJson(c: Context, maxBytes: number): Promise<unknown> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new HttpError(400, "invalid_body", "Cannot parse body: expected a JSON object");
   }
-  if (nestedDeeper(value, MAX_JSON_DEPTH)) {
+  // Deeper JSON could overflow the stack when the stored value is serialized again.
+  if (nestedDeeper(value, maxDepth)) {
     throw new HttpError(
       400,
       "invalid_body",
-      `Cannot parse body: JSON is nested more than ${MAX_JSON_DEPTH} levels deep`,
-      { max_depth: MAX_JSON_DEPTH },
+      `Cannot parse body: JSON is nested more than ${maxDepth} levels deep`,
+      { max_depth: maxDepth },
     );
   }
   return value;
 }
-
-/** Deeper JSON could overflow the stack when the stored value is serialized again. */
-const MAX_JSON_DEPTH = 100;
 
 function nestedDeeper(value: unknown, levels: number): boolean {
   if (typeof value !== "object" || value === null) return false;

@@ -274,7 +274,7 @@ export function createService(config: Config = loadConfig()): Service {
   }
 
   async function body<T extends z.ZodType>(c: Context<Env>, schema: T): Promise<z.infer<T>> {
-    return check("body", schema, await readJson(c, config.maxBodyBytes));
+    return check("body", schema, await readJson(c, config.maxBodyBytes, config.maxJsonDepth));
   }
 
   function query<T extends z.ZodType>(c: Context<Env>, schema: T): z.infer<T> {

@@ -243,3 +243,17 @@ appTest("agents in the change feed carry online like every other agent view", as
   });
   assert.equal(feed.body.changes[0].agent.online, true);
 });
+
+appTest("SYNC_MAX_JSON_DEPTH sets how deeply nested a body may be", async (app) => {
+  const room = await app.room();
+  const nest = (n: number) => "[".repeat(n) + "]".repeat(n);
+  const send = (n: number) =>
+    app.request("POST", `/rooms/${room.id}/messages`, {
+      token: room.token,
+      raw: `{"body":${nest(n)}}`,
+    });
+  assert.equal((await send(4)).status, 201);
+  const deep = await send(6);
+  assert.equal(deep.status, 400);
+  assert.equal(deep.body.max_depth, 5);
+}, { SYNC_MAX_JSON_DEPTH: "5" });
