@@ -299,3 +299,32 @@ test("of many agents claiming one task at once through two servers exactly one w
     await Promise.all(servers.map((s) => s.stop()));
   }
 });
+
+test("the README's first curl session runs as written against the real server", async (dir) => {
+  const readme = await Deno.readTextFile(`${ROOT}README.md`);
+  const start = readme.indexOf("```sh\nBASE=http://localhost:8000\n");
+  assert.ok(start >= 0, "the README has its first session");
+  const script = readme.slice(start + 6, readme.indexOf("```", start + 6));
+  const server = await startServer(`${dir}/sync.db`);
+  try {
+    const run = await new Deno.Command("bash", {
+      args: [
+        "-euo",
+        "pipefail",
+        "-c",
+        script.replace("http://localhost:8000", server.url)
+          .replace("wait=25", "wait=1"),
+      ],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const out = new TextDecoder().decode(run.stdout);
+    assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
+    assert.match(out, /"kind":"task"/);
+    assert.match(out, /"type":"agent"/);
+    assert.match(out, /\/\?room=[0-9a-f-]{36}#token=as_view_/);
+  } finally {
+    await server.stop();
+  }
+});
