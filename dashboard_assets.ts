@@ -66,6 +66,9 @@ body { height: 100vh; display: flex; flex-direction: column; }
 .role { font-size: 11.5px; color: var(--muted); border: 1px solid var(--border); border-radius: 4px; padding: 0 5px; }
 .status { font-size: 11.5px; border-radius: 10px; padding: 0 7px; background: hsl(var(--h, 220) var(--s) var(--l1)); color: hsl(var(--h, 220) 60% var(--l2)); }
 .agent-note { color: var(--fg); font-size: 13px; margin-top: 2px; word-break: break-word; }
+.status.stale { background: none; color: var(--muted); border: 1px dashed var(--border); }
+.agent-note.stale { color: var(--muted); }
+.agent.offline .agent-name { opacity: .7; }
 .seen { color: var(--muted); font-size: 12px; }
 .log-head { display: flex; align-items: center; justify-content: space-between; gap: 8px; flex-wrap: wrap; padding-right: 10px; border-bottom: 1px solid var(--border); }
 .filters { display: flex; gap: 6px; }
@@ -77,7 +80,7 @@ body { height: 100vh; display: flex; flex-direction: column; }
 .msg.human { background: var(--human); }
 .msg.flash { animation: flash 1.5s; }
 @keyframes flash { 0%, 40% { background: var(--warn-bg); } }
-.msg-head { display: flex; gap: 8px; align-items: baseline; flex-wrap: wrap; font-size: 13px; }
+.msg-head { display: flex; gap: 6px; align-items: baseline; flex-wrap: wrap; font-size: 13px; }
 .msg-id { color: var(--muted); font-variant-numeric: tabular-nums; font-size: 12px; text-decoration: none; }
 .who { font-weight: 600; color: hsl(var(--h, 220) 55% var(--l2)); }
 .arrow { color: var(--muted); }
@@ -85,6 +88,11 @@ body { height: 100vh; display: flex; flex-direction: column; }
 .claim { font-size: 11.5px; border-radius: 4px; padding: 0 6px; border: 1px solid var(--border); color: var(--muted); }
 .claim.held { border-color: var(--ok); color: var(--ok); }
 .claim.open { border-style: dashed; }
+.mark { font-size: 11.5px; border-radius: 4px; padding: 0 6px; text-decoration: none; border: 1px solid var(--border); color: var(--muted); }
+.mark:hover { text-decoration: underline; }
+.result-mark { border-color: var(--ok); color: var(--ok); font-weight: 600; }
+.msg-title { margin: 3px 0 0; font-weight: 600; font-size: 14.5px; overflow-wrap: anywhere; }
+.msg-title + .body { margin-top: 3px; }
 .time { margin-left: auto; color: var(--muted); font-size: 12px; font-variant-numeric: tabular-nums; }
 .reply-to { font-size: 12.5px; color: var(--muted); margin-top: 2px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .reply-to a { color: var(--muted); }
@@ -275,6 +283,9 @@ const scopes = new Map();
 const expanded = new Set();
 const kinds = new Set();
 const people = new Set();
+const replies = new Map(); // message id -> ids of the loaded messages that reply to it
+const leases = new Map(); // message id -> when its claim's lease ends (ms), while it holds
+const ttls = new Map(); // scope + "\n" + key -> { end, s }: state entries that expire
 let cursor = 0;
 let oldest = Infinity;
 let newest = 0;
@@ -282,6 +293,8 @@ let moreOlder = false;
 let generation = 0;
 let unseen = 0;
 let replyTo = null;
+let replyPrevTo = null; // the recipient chosen before a reply picked the replied-to sender
+let replyAutoTo = null; // the recipient a reply picked, or null
 let stuck = true;
 
 const log = $("log"), msgBox = $("msgs"), jump = $("jump");
@@ -345,14 +358,16 @@ function seenAgent(id, at) {
 
 function renderAgents() {
   const list = [...agents.values()].sort((x, y) => (y.online - x.online) || (x.joined_at < y.joined_at ? -1 : x.joined_at > y.joined_at ? 1 : 0));
-  $("agents").replaceChildren(...list.map((a) => h("li", { class: "agent", "data-agent": a.id },
+  $("agents").replaceChildren(...list.map((a) => h("li", { class: "agent" + (a.online ? "" : " offline"), "data-agent": a.id },
     h("div", { class: "agent-line" },
       h("span", { class: "presence" + (a.online ? " on" : ""), title: a.online ? "online" : "offline" }),
       h("span", { class: "agent-name who", hue: hue(a.id) }, a.name),
       a.name !== a.id ? h("span", { class: "agent-id" }, a.id) : null,
       h("span", { class: "role" }, a.role),
-      h("span", { class: "status", hue: hue(a.status, STATUS_HUES) }, a.status)),
-    a.note ? h("div", { class: "agent-note" }, a.note) : null,
+      a.online
+        ? h("span", { class: "status", hue: hue(a.status, STATUS_HUES) }, a.status)
+        : h("span", { class: "status stale", title: "Offline: the status it last set, which may no longer hold" }, "offline (last: " + a.status + ")")),
+    a.note ? h("div", { class: "agent-note" + (a.online ? "" : " stale"), title: a.online ? null : "last note, set while it was online" }, a.note) : null,
     h("div", { class: "seen", title: a.last_seen || "" }, (a.online ? "online · " : "") + ago(a.last_seen)))));
   $("agents-empty").hidden = agents.size > 0;
   $("agent-count").textContent = agents.size ? "(" + agents.size + ")" : "";
@@ -392,8 +407,21 @@ function visible(m) {
   return (!k || m.kind === k) && (!a || m.from_agent === a || m.to_agent === a);
 }
 
+// The "title" (or else "summary") string of a JSON object body, or null.
+function headline(body) {
+  if (!body || typeof body !== "object" || Array.isArray(body)) return null;
+  for (const k of ["title", "summary"]) {
+    const v = body[k];
+    if (typeof v === "string" && v.trim()) return { key: k, raw: v, text: v.replace(/\s+/g, " ").trim() };
+  }
+  return null;
+}
+
+function clip(s, n) { return s.length > n ? s.slice(0, n) + "…" : s; }
+
 function snippet(m) {
-  const t = (typeof m.body === "string" ? m.body : JSON.stringify(m.body)).replace(/\s+/g, " ");
+  const head = headline(m.body);
+  const t = head ? head.text : (typeof m.body === "string" ? m.body : JSON.stringify(m.body)).replace(/\s+/g, " ");
   return (m.from_agent || "anonymous") + ": " + (t.length > 90 ? t.slice(0, 90) + "…" : t);
 }
 
@@ -403,29 +431,92 @@ function claimBadge(m) {
     const until = c.expires_at ? " until " + fmtTime(c.expires_at) : "";
     return h("span", { class: "claim held", title: "claimed " + c.claimed_at + until }, "claimed by " + c.agent);
   }
-  if (c) return h("span", { class: "claim" }, "claim by " + c.agent + " expired");
+  if (c) return h("span", { class: "claim open expired", title: "the lease of " + c.agent + " ended " + c.expires_at + ": anyone may claim it" }, "unclaimed · lease of " + c.agent + " expired");
   if (m.kind === "task") return h("span", { class: "claim open" }, "unclaimed");
   return null;
+}
+
+// Links to a message's replies: its results first ("✓ result by X"), then how many other replies.
+function replyMarks(m) {
+  const ids = replies.get(m.id);
+  if (!ids || !ids.size) return null;
+  const list = [...ids].sort((a, b) => a - b).map((id) => msgs.get(id).m);
+  const results = list.filter((r) => r.kind === "result");
+  const others = list.filter((r) => r.kind !== "result");
+  const by = (r) => r.from_agent ? agentName(r.from_agent) : "anonymous";
+  const ref = (rs) => rs.map((r) => "#" + r.id + " by " + by(r)).join(", ");
+  const out = [];
+  if (results.length) {
+    const last = results[results.length - 1];
+    const names = [...new Set(results.map(by))];
+    out.push(h("a", { class: "mark result-mark", href: "#m" + last.id, "data-goto": last.id, title: "results: " + ref(results) },
+      results.length === 1 ? "✓ result by " + names[0] : "✓ " + results.length + " results by " + clip(names.join(", "), 60)));
+  }
+  if (others.length) {
+    const last = others[others.length - 1];
+    out.push(h("a", { class: "mark replies-mark", href: "#m" + last.id, "data-goto": last.id, title: "replies: " + ref(others) },
+      (results.length ? "+" : "") + others.length + (others.length === 1 ? " reply" : " replies")));
+  }
+  return out;
+}
+
+// A JSON object body with a "title" or "summary" string: that string first, then the JSON, unless
+// the string is all there is to it.
+function bodyBlock(m) {
+  const head = headline(m.body);
+  const block = valueBlock(m.body, "body", expanded, "m" + m.id);
+  if (!head) return block;
+  const title = h("p", { class: "msg-title", title: head.text.length > 200 ? head.text : null }, clip(head.text, 200));
+  if (Object.keys(m.body).length === 1 && head.raw === head.text && head.text.length <= 200) return [title];
+  return [title, ...block];
 }
 
 function renderMessage(m) {
   const parent = m.reply_to != null ? msgs.get(m.reply_to) : null;
   const el = h("article", { class: "msg" + (m.from_agent === "human" ? " human" : "") + (m.reply_to != null ? " is-reply" : ""), id: "m" + m.id, "data-id": m.id, "data-kind": m.kind },
     h("div", { class: "msg-head" },
-      h("a", { class: "msg-id", href: "#m" + m.id }, "#" + m.id),
+      h("a", { class: "msg-id", href: "#m" + m.id, "data-goto": m.id }, "#" + m.id),
       h("span", { class: "who", hue: m.from_agent ? hue(m.from_agent) : null }, m.from_agent ? agentName(m.from_agent) : "anonymous"),
       h("span", { class: "arrow" }, "→"),
       h("span", { class: "who to", hue: m.to_agent ? hue(m.to_agent) : null }, m.to_agent ? agentName(m.to_agent) : "all"),
       h("span", { class: "tag", hue: hue(m.kind, KIND_HUES) }, m.kind),
       claimBadge(m),
+      replyMarks(m),
       CAN_POST ? h("button", { type: "button", class: "linkish reply-btn", "data-reply": m.id, title: "Reply to #" + m.id }, "reply") : null,
       h("time", { class: "time", datetime: m.created_at, title: m.created_at }, fmtTime(m.created_at))),
     m.reply_to != null ? h("div", { class: "reply-to" },
       h("a", { href: "#m" + m.reply_to, "data-goto": m.reply_to }, "↳ reply to #" + m.reply_to),
       parent ? " · " + snippet(parent.m) : null) : null,
-    valueBlock(m.body, "body", expanded, "m" + m.id));
+    bodyBlock(m));
   el.hidden = !visible(m);
   return el;
+}
+
+// Draws a loaded message again in place, for what changed around it (replies, expiry).
+function rerender(x) {
+  const el = renderMessage(x.m);
+  x.el.replaceWith(el);
+  x.el = el;
+}
+
+function trackLease(m) {
+  const c = m.claim;
+  const end = c && c.expires_at ? Date.parse(c.expires_at) : NaN;
+  if (end > Date.now()) leases.set(m.id, end); else leases.delete(m.id);
+}
+
+// Expiry is not a write, so the feed never reports it: leases and ttls run out here, on the clock.
+function expire() {
+  const now = Date.now();
+  let redrawn = false;
+  for (const [id, end] of leases) {
+    if (end > now) continue;
+    leases.delete(id);
+    const x = msgs.get(id);
+    if (x) { rerender(x); redrawn = true; }
+  }
+  if (redrawn && stuck) log.scrollTop = log.scrollHeight;
+  for (const { end, s } of ttls.values()) if (end <= now) upsertState(s, true);
 }
 
 function atBottom() { return log.scrollHeight - log.scrollTop - log.clientHeight < 40; }
@@ -439,6 +530,7 @@ function upsertMessage(m, fromFeed) {
   noteKind(m.kind);
   noteAgent(m.from_agent);
   noteAgent(m.to_agent);
+  trackLease(m);
   const el = renderMessage(m);
   if (had) {
     had.el.replaceWith(el);
@@ -447,6 +539,14 @@ function upsertMessage(m, fromFeed) {
     return false;
   }
   msgs.set(m.id, { m, el });
+  if (m.reply_to != null) {
+    if (!replies.has(m.reply_to)) replies.set(m.reply_to, new Set());
+    replies.get(m.reply_to).add(m.id);
+    const parent = msgs.get(m.reply_to);
+    if (parent) rerender(parent);
+  }
+  // Replies loaded before this message (with "load older") now can quote it.
+  for (const id of replies.get(m.id) || []) rerender(msgs.get(id));
   if (m.id > newest) {
     msgBox.append(el);
     newest = m.id;
@@ -477,6 +577,9 @@ function applyFilters() {
 function upsertState(s, deleted) {
   const k = s.scope + "\n" + s.key;
   const had = entries.get(k);
+  const end = !deleted && s.expires_at ? Date.parse(s.expires_at) : NaN;
+  if (end <= Date.now()) deleted = true;
+  if (end > Date.now()) ttls.set(k, { end, s }); else ttls.delete(k);
   if (deleted) {
     if (had) {
       had.el.remove();
@@ -529,6 +632,7 @@ function group(scope) {
 
 function clearAll() {
   msgs.clear(); agents.clear(); entries.clear(); scopes.clear();
+  replies.clear(); leases.clear(); ttls.clear();
   msgBox.replaceChildren(); $("state").replaceChildren();
   oldest = Infinity; newest = 0;
 }
@@ -594,9 +698,9 @@ function applyChanges(changes) {
     }
   }
   countMessages();
-  if (!added) return;
+  // Updates in place (claims, reply marks) change heights too: keep following the newest.
   if (stick) toBottom();
-  else {
+  else if (added) {
     unseen += added;
     jump.textContent = unseen + " new message" + (unseen === 1 ? "" : "s") + " ↓";
     jump.hidden = false;
@@ -645,13 +749,21 @@ async function loadOlder() {
 
 // ---------------------------------------------------------------- posting as a human
 
+// A reply goes to the replied-to sender; leaving the reply gives back the recipient chosen before,
+// unless the human changed it meanwhile.
 function setReply(id) {
+  const to = $("p-to");
+  if (replyAutoTo == null) replyPrevTo = to.value;
+  if (id == null) {
+    if (replyAutoTo != null && to.value === replyAutoTo) to.value = agents.has(replyPrevTo) ? replyPrevTo : "";
+    replyAutoTo = null;
+  }
   replyTo = id;
   $("p-reply").hidden = id == null;
   $("p-reply-id").textContent = id == null ? "" : "#" + id;
   if (id != null) {
     const m = msgs.get(id);
-    if (m && m.m.from_agent && agents.has(m.m.from_agent)) $("p-to").value = m.m.from_agent;
+    if (m && m.m.from_agent && agents.has(m.m.from_agent)) to.value = replyAutoTo = m.m.from_agent;
     $("p-body").focus();
   }
 }
@@ -672,6 +784,8 @@ async function send(e) {
     const r = await api("POST", BASE + "/messages", msg);
     if (r.ok) {
       $("p-body").value = "";
+      // The kind is per message: a "task" left in the field would silently go out again.
+      $("p-kind").value = "message";
       setReply(null);
       upsertMessage(r.data);
       countMessages();
@@ -716,9 +830,12 @@ msgBox.addEventListener("click", (e) => {
   const reply = e.target.closest("[data-reply]");
   if (reply) return setReply(Number(reply.dataset.reply));
   const go = e.target.closest("[data-goto]");
-  const target = go && msgs.get(Number(go.dataset.goto));
+  if (!go) return;
+  // Never follow the link itself: a new fragment would replace the token in it.
+  e.preventDefault();
+  const target = msgs.get(Number(go.dataset.goto));
   if (target) {
-    e.preventDefault();
+    if (target.el.hidden) { fKind.value = ""; fAgent.value = ""; applyFilters(); }
     target.el.scrollIntoView({ block: "center" });
     target.el.classList.remove("flash");
     void target.el.offsetWidth;
@@ -732,6 +849,7 @@ $("token-form").addEventListener("submit", (e) => {
 });
 window.addEventListener("hashchange", () => location.reload());
 setInterval(() => { if (!$("main").hidden) refreshAgents(); }, 15000);
+setInterval(expire, 1000);
 load();
 `;
 

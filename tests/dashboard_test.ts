@@ -291,6 +291,167 @@ browserTest("the dashboard updates a claimed task in place to show its holder", 
   await page.locator(`#m${task.id} .claim.open`).waitFor(WAIT);
 });
 
+browserTest("a claim whose lease runs out shows as unclaimed without a reload", async (t) => {
+  const { server, page } = t;
+  const room = await server.room();
+  const coder = await server.agent(room, "coder");
+  const post = (body: unknown) =>
+    server.ok("POST", `/rooms/${room.id}/messages`, room.token, { kind: "task", body });
+  const [leased, held] = [await post("leased"), await post("held")];
+  await server.ok("POST", `/rooms/${room.id}/messages/${leased.id}/claim`, coder.token, {
+    ttl: 30,
+  });
+  await server.ok("POST", `/rooms/${room.id}/messages/${held.id}/claim`, coder.token);
+  await page.clock.install();
+  await t.open(room, room.view_token);
+  assert.equal(await text(page, `#m${leased.id} .claim`), "claimed by coder");
+  // Expiry is not a write: nothing comes over the change feed, the page has to see it itself.
+  await page.clock.fastForward(31_000);
+  await page.locator(`#m${leased.id} .claim.open`).waitFor(WAIT);
+  assert.equal(await text(page, `#m${leased.id} .claim`), "unclaimed · lease of coder expired");
+  assert.equal(await text(page, `#m${held.id} .claim`), "claimed by coder", "no lease, no expiry");
+  // A new claim over the feed holds again, with its own lease.
+  // (The server's clock did not move: only the holder may claim it again there.)
+  await server.ok("POST", `/rooms/${room.id}/messages/${leased.id}/claim`, coder.token, {
+    ttl: 3600,
+  });
+  await page.locator(`#m${leased.id} .claim.held`).waitFor(WAIT);
+  assert.equal(await text(page, `#m${leased.id} .claim`), "claimed by coder");
+});
+
+browserTest("a state entry disappears when its ttl runs out, without a reload", async (t) => {
+  const { server, page } = t;
+  const room = await server.room();
+  const put = (body: Record<string, unknown>) =>
+    server.ok("PUT", `/rooms/${room.id}/state`, room.token, body);
+  await put({ key: "lock:deploy", value: "coder", ttl: 20 });
+  await put({ key: "plan", value: "ship" });
+  await page.clock.install();
+  await t.open(room, room.view_token);
+  const lock = page.locator('[data-key="lock:deploy"]');
+  assert.match(await lock.locator(".kv-time").innerText(), /ttl/);
+  // One that comes over the change feed expires as well. (The page's clock runs ahead of the
+  // server's from here on: both entries got their expiry from the server's.)
+  await put({ scope: "coder", key: "lease", value: 1, ttl: 35 });
+  const lease = page.locator('[data-key="lease"]');
+  await lease.waitFor(WAIT);
+  assert.equal(await text(page, "#state-count"), "(3)");
+  await page.clock.fastForward(10_000);
+  assert.equal(await lock.count(), 1, "not before its time");
+  await page.clock.fastForward(11_000);
+  await lock.waitFor({ state: "detached", ...WAIT });
+  assert.equal(await lease.count(), 1, "the other one has 14 s to go");
+  assert.equal(await text(page, "#state-count"), "(2)");
+  await page.clock.fastForward(15_000);
+  await page.locator('section.scope[data-scope="coder"]').waitFor({ state: "detached", ...WAIT });
+  assert.deepEqual(await page.locator(".kv .kv-key").allInnerTexts(), ["plan"]);
+  assert.equal(await text(page, "#state-count"), "(1)");
+});
+
+browserTest("an offline agent's status shows as its last one, not as current", async (t) => {
+  const { server, page } = t;
+  const room = await server.room();
+  const ghost = await server.agent(room, "ghost");
+  await server.ok("PATCH", `/rooms/${room.id}/agents/ghost`, ghost.token, {
+    status: "busy",
+    note: "migrating the schema",
+  });
+  await t.open(room, room.view_token);
+  const agent = page.locator('[data-agent="ghost"]');
+  const status = agent.locator(".status");
+  assert.equal(await status.innerText(), "offline (last: busy)");
+  assert.match((await status.getAttribute("class"))!, /\bstale\b/);
+  assert.match((await agent.locator(".agent-note").getAttribute("class"))!, /\bstale\b/);
+  assert.equal(await agent.locator(".presence.on").count(), 0);
+  // Back online (it posts): its status is current again.
+  await server.ok("POST", `/rooms/${room.id}/messages`, ghost.token, { body: "back" });
+  await agent.locator(".presence.on").waitFor(WAIT);
+  assert.equal(await status.innerText(), "busy");
+  assert.doesNotMatch((await status.getAttribute("class"))!, /\bstale\b/);
+}, { SYNC_ONLINE_SECONDS: "0" });
+
+browserTest("a task shows its result and replies, and links to them", async (t) => {
+  const { server, page } = t;
+  const room = await server.room();
+  const coder = await server.agent(room, "coder", { name: "Coder" });
+  const say = (body: Record<string, unknown>) =>
+    server.ok("POST", `/rooms/${room.id}/messages`, room.token, body);
+  const task = await say({ from: "planner", kind: "task", body: "fix the build" });
+  const filler = [];
+  for (let i = 0; i < 30; i++) filler.push(await say({ body: `chatter ${i}` }));
+  const question = await say({ from: "coder", kind: "question", reply_to: task.id, body: "CI?" });
+  await page.setViewportSize({ width: 1280, height: 600 });
+  await t.open(room, room.view_token);
+  const marks = page.locator(`#m${task.id} .mark`);
+  assert.deepEqual(await marks.allInnerTexts(), ["1 reply"]);
+
+  const result = await server.ok("POST", `/rooms/${room.id}/messages`, coder.token, {
+    kind: "result",
+    reply_to: task.id,
+    body: { ok: true },
+  });
+  await page.locator(`#m${task.id} .result-mark`).waitFor(WAIT);
+  assert.deepEqual(await marks.allInnerTexts(), ["✓ result by Coder", "+1 reply"]);
+  assert.equal(await page.locator(`#m${question.id} .mark`).count(), 0);
+
+  // The mark scrolls to the result, even when a filter hides it, and keeps the token.
+  await page.selectOption("#f-kind", "task");
+  // Whether a message is in the visible part of the log.
+  const inView = (id: number) =>
+    `(() => { const r = document.getElementById("m${id}").getBoundingClientRect(), ` +
+    `l = document.getElementById("log").getBoundingClientRect(); ` +
+    `return r.height > 0 && r.top >= l.top - 1 && r.bottom <= l.bottom + 1; })()`;
+  const toTop = "document.getElementById('log').scrollTop = 0";
+  await page.evaluate(toTop);
+  assert.equal(await page.evaluate(inView(task.id)), true);
+  await page.click(`#m${task.id} .result-mark`);
+  await page.locator(`#m${result.id}.flash`).waitFor(WAIT);
+  assert.equal(await page.evaluate(inView(result.id)), true, "scrolled to the result");
+  assert.equal(await page.inputValue("#f-kind"), "", "the filter that hid it is cleared");
+  await page.evaluate(toTop);
+  assert.equal(await page.evaluate(inView(question.id)), false);
+  await page.click(`#m${task.id} .replies-mark`);
+  await page.waitForFunction(inView(question.id), null, WAIT);
+  // A message's own "#id" link scrolls too, instead of replacing the token in the address.
+  await page.click(`#m${result.id} .msg-id`);
+  assert.equal(new URL(page.url()).hash, `#token=${room.view_token}`);
+  await page.waitForTimeout(300);
+  assert.equal(await page.locator("#conn").getAttribute("data-state"), "live", "no reload");
+  assert.equal(await page.locator("#fatal").isVisible(), false);
+});
+
+browserTest("a JSON body's title or summary shows first, the JSON below it", async (t) => {
+  const { server, page } = t;
+  const room = await server.room();
+  const say = (body: unknown, kind = "task", extra: Record<string, unknown> = {}) =>
+    server.ok("POST", `/rooms/${room.id}/messages`, room.token, {
+      from: "p",
+      kind,
+      body,
+      ...extra,
+    });
+  const task = { title: "Rewrite the lexer", files: ["src/lexer.ts"] };
+  const a = await say(task);
+  const b = await say({ title: "Document the syntax" });
+  const steps = Array.from({ length: 30 }, (_, i) => `step ${i}`);
+  const c = await say({ summary: "Lexer done", steps }, "result", { reply_to: a.id });
+  const d = await say({ title: 42, note: "not a string" });
+  const e = await say(["title"]);
+  await t.open(room, room.view_token);
+  assert.equal(await text(page, `#m${a.id} .msg-title`), "Rewrite the lexer");
+  assert.deepEqual(JSON.parse(await text(page, `#m${a.id} pre.body`)), task, "JSON below");
+  const first = await page.locator(`#m${a.id} .msg-title`).boundingBox();
+  const json = await page.locator(`#m${a.id} pre.body`).boundingBox();
+  assert.ok(first!.y < json!.y, "the title comes first");
+  assert.equal(await text(page, `#m${b.id} .msg-title`), "Document the syntax");
+  assert.equal(await page.locator(`#m${b.id} .body`).count(), 0, "nothing more to show");
+  assert.equal(await text(page, `#m${c.id} .msg-title`), "Lexer done");
+  assert.match((await page.locator(`#m${c.id} pre.body`).getAttribute("class"))!, /collapsed/);
+  assert.match(await text(page, `#m${c.id} .reply-to`), /p: Rewrite the lexer$/);
+  assert.equal(await page.locator(`#m${d.id} .msg-title`).count(), 0, "only a string title");
+  assert.equal(await page.locator(`#m${e.id} .msg-title`).count(), 0);
+});
+
 browserTest("filters by kind and agent hide other messages", async (t) => {
   const { server, page } = t;
   const room = await server.room();
@@ -462,6 +623,10 @@ browserTest("a human with the room token posts from the page as from_agent human
   await page.fill("#p-body", '{"do": "stop", "why": ["tests fail"]}');
   await page.click("#p-send");
   await page.locator(".msg.human").waitFor(WAIT);
+  // The kind belongs to one message: the next one must not go out as a task again. The recipient
+  // is the human's choice of whom to talk to, shown next to the box, so it stays.
+  assert.equal(await page.inputValue("#p-kind"), "message", "the kind is reset after a send");
+  assert.equal(await page.inputValue("#p-to"), "coder", "the chosen recipient stays");
 
   await page.hover(`#m${task.id}`);
   await page.click(`#m${task.id} [data-reply]`);
@@ -472,15 +637,30 @@ browserTest("a human with the room token posts from the page as from_agent human
   assert.equal(await page.inputValue("#p-body"), "");
   assert.equal(await page.locator("#p-error").isVisible(), false);
 
+  // A reply goes to the replied-to sender only for that reply; then the earlier choice is back.
+  await page.selectOption("#p-to", "");
+  await page.hover(`#m${task.id}`);
+  await page.click(`#m${task.id} [data-reply]`);
+  assert.equal(await page.inputValue("#p-to"), "coder");
+  await page.fill("#p-body", "and keep WAL on");
+  await page.click("#p-send");
+  await page.locator(".msg.human").nth(2).waitFor(WAIT);
+  assert.equal(await page.inputValue("#p-to"), "", "back to everyone, as before the reply");
+  await page.fill("#p-body", "thanks all");
+  await page.click("#p-send");
+  await page.locator(".msg.human").nth(3).waitFor(WAIT);
+
   const list = await server.ok("GET", `/rooms/${room.id}/messages?after=${task.id}`, room.token);
   assert.deepEqual(
     list.map((m: Json) => [m.from_agent, m.to_agent, m.kind, m.body, m.reply_to]),
     [
       ["human", "coder", "task", { do: "stop", why: ["tests fail"] }, null],
-      ["human", "coder", "task", "use SQLite", task.id],
+      ["human", "coder", "message", "use SQLite", task.id],
+      ["human", "coder", "message", "and keep WAL on", task.id],
+      ["human", null, "message", "thanks all", null],
     ],
   );
-  assert.equal(await page.locator(".msg").count(), 3, "each posted message is shown once");
+  assert.equal(await page.locator(".msg").count(), 5, "each posted message is shown once");
   assert.match(await text(page, `#m${list[1].id} .reply-to`), new RegExp(`reply to #${task.id}`));
 });
 
@@ -758,28 +938,13 @@ browserTest("a populated room renders on a laptop and stacks on a phone", async 
     body:
       "Kickoff: v0.3 needs a new lexer, a Pratt parser and docs. Claim a task before you start.",
   });
-  const t1 = await say(planner.token, {
-    kind: "task",
-    body: { title: "Rewrite the lexer", files: ["src/lexer.ts"], acceptance: "all tests green" },
-  });
+  // The lexer's task comes last, so that the picture shows it with the mark of its result.
   const t2 = await say(planner.token, {
     kind: "task",
-    body: { title: "Pratt parser for expressions", depends_on: [t1.id] },
+    body: { title: "Pratt parser for expressions", spec: "docs/grammar.md" },
   });
   const t3 = await say(planner.token, { kind: "task", body: { title: "Document the syntax" } });
-  await server.ok("POST", `${r}/messages/${t1.id}/claim`, lexer.token);
   await server.ok("POST", `${r}/messages/${t2.id}/claim`, parser.token, { ttl: 3600 });
-  const res = await say(lexer.token, {
-    kind: "result",
-    reply_to: t1.id,
-    body: { status: "done", commit: "9f3c2e1", tests: { passed: 214, failed: 0 } },
-  });
-  await say(reviewer.token, {
-    kind: "review",
-    to: "lexer-bot",
-    reply_to: res.id,
-    body: "LGTM. One nit: an unterminated string should be reported at its start.",
-  });
   await say(parser.token, {
     kind: "question",
     to: "planner",
@@ -791,6 +956,26 @@ browserTest("a populated room renders on a laptop and stacks on a phone", async 
     to: "parser-bot",
     body: "No: -2 ** 2 is -(2 ** 2), as in Python.",
     reply_to: t2.id,
+  });
+  const t1 = await say(planner.token, {
+    kind: "task",
+    body: { title: "Rewrite the lexer", files: ["src/lexer.ts"], acceptance: "all tests green" },
+  });
+  await server.ok("POST", `${r}/messages/${t1.id}/claim`, lexer.token);
+  const res = await say(lexer.token, {
+    kind: "result",
+    reply_to: t1.id,
+    body: {
+      summary: "Lexer rewritten with source spans",
+      commit: "9f3c2e1",
+      tests: { passed: 214, failed: 0 },
+    },
+  });
+  await say(reviewer.token, {
+    kind: "review",
+    to: "lexer-bot",
+    reply_to: res.id,
+    body: "LGTM. One nit: an unterminated string should be reported at its start.",
   });
   await say(room.token, {
     from: "human",
@@ -832,6 +1017,7 @@ browserTest("a populated room renders on a laptop and stacks on a phone", async 
   assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [1280, 800], "a 1280x800 PNG");
   assert.equal(await page.locator(".msg").count(), 9);
   assert.equal(await page.locator(".claim.held").count(), 3);
+  assert.equal(await text(page, `#m${t1.id} .result-mark`), "✓ result by Lexer");
   if (Deno.env.get("UPDATE_SCREENSHOT")) {
     await Deno.writeFile(new URL("../docs/dashboard.png", import.meta.url), png);
   }
