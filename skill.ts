@@ -384,7 +384,7 @@ POST   /rooms/:id/messages/:msg_id/claim   claim {ttl?, agent?} → 200, 409 alr
 DELETE /rooms/:id/messages/:msg_id/claim   release → 200, 409 claimed_by_other / not_claimed
 GET    /rooms/:id/state                    ?key=&scope= one entry (404 if absent); ?scope=&limit= a list
 PUT    /rooms/:id/state                    write {key, value, scope?, if_version?, ttl?} → 200, 409 version_conflict
-DELETE /rooms/:id/state                    delete {key, scope?, if_version?} → 200
+DELETE /rooms/:id/state                    delete {key, scope?, if_version?} (or the same in the query) → 200
 PUT    /rooms/:id/state/batch              {ops:[put | {key, scope?, delete:true, if_version?}]} all or nothing
 GET    /rooms/:id/changes                  {changes, next}: after, limit, wait
 \`\`\`
@@ -422,7 +422,8 @@ function limits(c: Config): string {
   const kib = (n: number) => n % 1024 === 0 ? `${n / 1024} KiB` : `${n} bytes`;
   const lines = [
     `Request bodies: at most ${kib(c.maxBodyBytes)} (413). A message \`body\`, state \`value\` ` +
-    `or \`meta\`: at most ${kib(c.maxValueBytes)} of JSON (413 \`value_too_large\`).`,
+    `or \`meta\`: at most ${kib(c.maxValueBytes)} of JSON (413 \`value_too_large\`), nested at ` +
+    `most ${c.maxJsonDepth} levels deep.`,
     `Ids (rooms, agents, scopes): 1 to ${c.maxIdLength} letters, digits and \`. _ : @ ~ + -\`; ` +
     `keys: up to ${c.maxKeyLength} characters; \`kind\`: up to 64; \`name\`: 200; \`role\`: 100; ` +
     `\`status\`: 32; \`note\`: 280.`,
