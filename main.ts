@@ -748,8 +748,9 @@ export function createService(config: Config = loadConfig()): Service {
     const after = p.after ?? 0;
     checkCursor(room, after, "messages");
     if (open) markSeen(c.get("db"), roomId, p.to ?? null);
-    const list = await held(c, room, p.wait ?? 0, () =>
-      q.listMessages(c.get("db"), roomId, {
+    const d = c.get("db");
+    const list = await held(c, room, p.wait ?? 0, async () => {
+      const found = await q.listMessages(d, roomId, {
         after,
         before: p.before,
         limit: clamp(p.limit),
@@ -758,7 +759,15 @@ export function createService(config: Config = loadConfig()): Service {
         from: p.from,
         thread: p.thread,
         unclaimed: p.unclaimed,
-      }));
+      });
+      // Nothing found may mean that retention passed the cursor since the room was read.
+      if (found.length === 0 && after > 0) {
+        const now = await q.getRoomAuth(d, roomId);
+        if (!now) throw noRoom(roomId);
+        checkCursor(now, after, "messages");
+      }
+      return found;
+    });
     return c.json(list);
   });
 
@@ -1080,7 +1089,11 @@ export function createService(config: Config = loadConfig()): Service {
       c,
       room,
       p.wait ?? 0,
-      () => q.listChanges(c.get("db"), roomId, after, clamp(p.limit)),
+      async () => {
+        const r = await q.listChanges(c.get("db"), roomId, after, clamp(p.limit));
+        checkCursor({ ...room, trimmed_rev: r.trimmedRev }, after, "changes");
+        return r.changes;
+      },
     );
     const next = changes.length > 0 ? changes[changes.length - 1].rev : Math.max(after, room.rev);
     return c.json({

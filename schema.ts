@@ -501,7 +501,10 @@ export interface MessageQuery {
   unclaimed?: boolean;
 }
 
-/** Messages of a room in id order, after the cursor (or the newest ones before `before`). */
+/**
+ * Messages of a room in id order, after the cursor (or the newest ones before `before`); none
+ * when retention removed messages after the cursor.
+ */
 export async function listMessages(db: Db, roomId: string, q: MessageQuery): Promise<Message[]> {
   const where = ["room_id = ?", "id > ?"];
   const args: Value[] = [roomId, q.after];
@@ -516,6 +519,10 @@ export async function listMessages(db: Db, roomId: string, q: MessageQuery): Pro
   }
   if (q.unclaimed) {
     where.push("(claimed_by IS NULL OR claim_expires_at <= ?)"), args.push(now());
+  }
+  // In the same snapshot as the rows: nothing when retention has passed the cursor, never a gap.
+  if (q.after > 0) {
+    where.push("? >= (SELECT trimmed_rev FROM rooms WHERE id = ?)"), args.push(q.after, roomId);
   }
   const order = q.before !== undefined ? "DESC" : "ASC";
   const rs = await db.execute({
@@ -764,14 +771,17 @@ export async function applyStateBatch(
 
 // ---------------------------------------------------------------- changes
 
-/** Every change after `after` in revision order, each entity at its latest revision. */
+/**
+ * Every change after `after` in revision order, each entity at its latest revision, with the
+ * room's retention point read in the same snapshot.
+ */
 export async function listChanges(
   db: Db,
   roomId: string,
   after: number,
   limit: number,
-): Promise<Change[]> {
-  const [messages, agents, state] = await db.batch([
+): Promise<{ changes: Change[]; trimmedRev: number }> {
+  const [messages, agents, state, room] = await db.batch([
     {
       sql:
         `SELECT ${MESSAGE_COLS} FROM messages WHERE room_id = ? AND rev > ? ORDER BY rev LIMIT ?`,
@@ -785,6 +795,8 @@ export async function listChanges(
       sql: `SELECT ${STATE_COLS} FROM state WHERE room_id = ? AND rev > ? ORDER BY rev LIMIT ?`,
       args: [roomId, after, limit],
     },
+    // Read in the same snapshot, so a trim between two reads cannot open an unseen gap.
+    { sql: "SELECT trimmed_rev FROM rooms WHERE id = ?", args: [roomId] },
   ], "read");
   const changes: Change[] = [
     ...objects(messages).map((r) => ({
@@ -804,7 +816,10 @@ export async function listChanges(
       state: toState(r),
     })),
   ];
-  return changes.sort((a, b) => a.rev - b.rev).slice(0, limit);
+  return {
+    changes: changes.sort((a, b) => a.rev - b.rev).slice(0, limit),
+    trimmedRev: Number(objects(room)[0]?.trimmed_rev ?? 0),
+  };
 }
 
 // ---------------------------------------------------------------- idempotency

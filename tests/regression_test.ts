@@ -257,3 +257,15 @@ appTest("SYNC_MAX_JSON_DEPTH sets how deeply nested a body may be", async (app) 
   assert.equal(deep.status, 400);
   assert.equal(deep.body.max_depth, 5);
 }, { SYNC_MAX_JSON_DEPTH: "5" });
+
+appTest("listings read the retention point in the same snapshot as their rows", async (app) => {
+  const room = await app.room();
+  for (let i = 0; i < 8; i++) await post(app, room, { body: i });
+  const db = await app.service.db();
+  // As if a trim landed between reading the room and reading its rows.
+  await db.execute({ sql: "UPDATE rooms SET trimmed_rev = 5 WHERE id = ?", args: [room.id] });
+  const { listChanges, listMessages } = await import("../schema.ts");
+  assert.deepEqual(await listMessages(db, room.id, { after: 2, limit: 10 }), []);
+  assert.equal((await listMessages(db, room.id, { after: 5, limit: 10 })).length, 3);
+  assert.equal((await listChanges(db, room.id, 2, 10)).trimmedRev, 5);
+});
