@@ -34,7 +34,7 @@ export interface DbOptions {
   synchronous?: "NORMAL" | "FULL";
 }
 
-export const DEFAULT_DB_PATH = "./data/agent-sync.db";
+const DEFAULT_DB_PATH = "./data/agent-sync.db";
 
 /** Opens the database the options name; on Val Town, the val-scoped `std/sqlite`. */
 export async function openDb(opts: DbOptions = {}): Promise<Db> {

@@ -92,7 +92,7 @@ function pathName(path: PropertyKey[]): string {
 }
 
 /** Turns zod issues into one readable sentence plus per-field details. */
-export function invalid(
+function invalid(
   where: "body" | "query",
   issues: z.core.$ZodIssue[],
   known: string[],

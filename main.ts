@@ -51,6 +51,7 @@ export interface Service {
 }
 
 const SHARED = "_shared";
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 /** Builds the service for a configuration; the module's default export serves the environment's. */
 export function createService(config: Config = loadConfig()): Service {
@@ -95,7 +96,7 @@ export function createService(config: Config = loadConfig()): Service {
   function bearer(c: Context<Env>): string | null {
     const header = c.req.header("authorization");
     if (!header) return null;
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    const m = BEARER.exec(header);
     if (!m) {
       throw new HttpError(
         401,
@@ -120,6 +121,32 @@ export function createService(config: Config = loadConfig()): Service {
         ? `Cannot find room "${roomId}"`
         : `Cannot find room "${roomId}" (or your token does not grant access to it)`,
     );
+  }
+
+  /** A 404 for something other than a room: `what` names it, e.g. `agent "x" in room "r"`. */
+  function missing(what: string) {
+    return new HttpError(404, "not_found", `Cannot find ${what}`);
+  }
+
+  function roomExists(roomId: string) {
+    return new HttpError(
+      409,
+      "room_exists",
+      `Room "${roomId}" already exists: join it with its token, or choose another id`,
+    );
+  }
+
+  function keysFull(roomId: string, suffix = "") {
+    return new HttpError(
+      409,
+      "room_full",
+      `Room "${roomId}" holds ${config.maxKeys} keys already (SYNC_MAX_KEYS)${suffix}`,
+    );
+  }
+
+  /** Whether the request has a body at all, for routes where every field is optional. */
+  async function hasBody(c: Context<Env>): Promise<boolean> {
+    return (await readText(c.req.raw, config.maxBodyBytes)).trim() !== "";
   }
 
   /** Resolves the room and who the request acts as; 401 without a token, 404 for a wrong one. */
@@ -340,7 +367,7 @@ export function createService(config: Config = loadConfig()): Service {
       : undefined;
     const ip = forwarded ?? c.env?.remoteAddr?.hostname ?? "local";
     // A well-formed token is its own client; anything else counts against the address.
-    const token = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header("authorization") ?? "")?.[1];
+    const token = BEARER.exec(c.req.header("authorization") ?? "")?.[1];
     const client = token && (tokenKind(token) || isAdmin(token)) ? `t:${token}` : `ip:${ip}`;
     c.set("client", client);
     c.set("ip", ip);
@@ -475,9 +502,7 @@ export function createService(config: Config = loadConfig()): Service {
       );
     }
     // Every field is optional, so an empty body is an empty object.
-    const b = (await readText(c.req.raw, config.maxBodyBytes)).trim() === ""
-      ? {} as z.infer<typeof createRoomBody>
-      : await body(c, createRoomBody);
+    const b = await hasBody(c) ? await body(c, createRoomBody) : {};
     checkSize("meta", b.meta ?? null, config.maxValueBytes);
     const roomId = b.id ?? crypto.randomUUID();
     const d = c.get("db");
@@ -485,11 +510,7 @@ export function createService(config: Config = loadConfig()): Service {
     if (existing) {
       if (!open) {
         await access(c, roomId).catch(() => {
-          throw new HttpError(
-            409,
-            "room_exists",
-            `Room "${roomId}" already exists: join it with its token, or choose another id`,
-          );
+          throw roomExists(roomId);
         });
       }
       const { id: rid, created_at, meta, rev } = existing;
@@ -517,13 +538,7 @@ export function createService(config: Config = loadConfig()): Service {
       tokenHash: tokens ? sha256(tokens.token) : null,
       viewTokenHash: tokens ? sha256(tokens.view_token) : null,
     });
-    if (!room) {
-      throw new HttpError(
-        409,
-        "room_exists",
-        `Room "${roomId}" already exists: join it with its token, or choose another id`,
-      );
-    }
+    if (!room) throw roomExists(roomId);
     return c.json({ ...room, ...tokens }, 201);
   });
 
@@ -646,9 +661,7 @@ export function createService(config: Config = loadConfig()): Service {
     await access(c, roomId);
     const agentId = param(c, "agent_id");
     const agent = await q.getAgent(c.get("db"), roomId, agentId);
-    if (!agent) {
-      throw new HttpError(404, "not_found", `Cannot find agent "${agentId}" in room "${roomId}"`);
-    }
+    if (!agent) throw missing(`agent "${agentId}" in room "${roomId}"`);
     return c.json(agentView(agent));
   });
 
@@ -668,9 +681,7 @@ export function createService(config: Config = loadConfig()): Service {
     const b = await body(c, agentPatch);
     checkSize("meta", b.meta ?? null, config.maxValueBytes);
     const agent = await q.updateAgent(c.get("db"), roomId, agentId, b);
-    if (!agent) {
-      throw new HttpError(404, "not_found", `Cannot find agent "${agentId}" in room "${roomId}"`);
-    }
+    if (!agent) throw missing(`agent "${agentId}" in room "${roomId}"`);
     written(roomId, agent.rev);
     return c.json(agentView(agent));
   });
@@ -776,9 +787,7 @@ export function createService(config: Config = loadConfig()): Service {
     await access(c, roomId);
     const msgId = messageId(c);
     const message = await q.getMessage(c.get("db"), roomId, msgId);
-    if (!message) {
-      throw new HttpError(404, "not_found", `Cannot find message ${msgId} in room "${roomId}"`);
-    }
+    if (!message) throw missing(`message ${msgId} in room "${roomId}"`);
     return c.json(message);
   });
 
@@ -786,8 +795,7 @@ export function createService(config: Config = loadConfig()): Service {
 
   /** The agent a claim is made or released for, from the token or an optional JSON body. */
   async function claimant(c: Context<Env>, actor: Actor): Promise<{ agent: string; ttl?: number }> {
-    const text = await readText(c.req.raw, config.maxBodyBytes);
-    const b = text.trim() === "" ? {} : await body(c, claimBody);
+    const b = await hasBody(c) ? await body(c, claimBody) : {};
     const agent = actingAs(actor, b.agent, "agent");
     if (!agent) {
       throw new HttpError(
@@ -806,9 +814,7 @@ export function createService(config: Config = loadConfig()): Service {
     const { agent, ttl } = await claimant(c, actor);
     const d = c.get("db");
     const r = await q.claimMessage(d, roomId, msgId, agent, expiry(ttl));
-    if (!r.message) {
-      throw new HttpError(404, "not_found", `Cannot find message ${msgId} in room "${roomId}"`);
-    }
+    if (!r.message) throw missing(`message ${msgId} in room "${roomId}"`);
     if (!r.ok) {
       throw new HttpError(
         409,
@@ -831,9 +837,7 @@ export function createService(config: Config = loadConfig()): Service {
     const asOwner = actor.kind === "room" || actor.kind === "admin";
     const agent = asOwner ? null : (await claimant(c, actor)).agent;
     const r = await q.releaseMessage(c.get("db"), roomId, msgId, agent);
-    if (!r.message) {
-      throw new HttpError(404, "not_found", `Cannot find message ${msgId} in room "${roomId}"`);
-    }
+    if (!r.message) throw missing(`message ${msgId} in room "${roomId}"`);
     if (!r.ok) {
       const holder = r.message.claim?.agent;
       throw new HttpError(
@@ -864,9 +868,7 @@ export function createService(config: Config = loadConfig()): Service {
     if (p.key !== undefined) {
       const scope = p.scope ?? SHARED;
       const entry = await q.getState(d, roomId, scope, p.key);
-      if (!entry) {
-        throw new HttpError(404, "not_found", `Cannot find key "${p.key}" in scope "${scope}"`);
-      }
+      if (!entry) throw missing(`key "${p.key}" in scope "${scope}"`);
       return c.json(entry);
     }
     return c.json(
@@ -915,18 +917,10 @@ export function createService(config: Config = loadConfig()): Service {
     const current = await q.getState(d, roomId, scope, k);
     if (ifVersion === undefined && !current) {
       if (!(await q.getRoomAuth(d, roomId))) return noRoom(roomId);
-      return new HttpError(
-        409,
-        "room_full",
-        `Room "${roomId}" holds ${config.maxKeys} keys already (SYNC_MAX_KEYS)`,
-      );
+      return keysFull(roomId);
     }
     if (ifVersion === 0 && !current && (await q.countState(d, roomId)) >= config.maxKeys) {
-      return new HttpError(
-        409,
-        "room_full",
-        `Room "${roomId}" holds ${config.maxKeys} keys already (SYNC_MAX_KEYS)`,
-      );
+      return keysFull(roomId);
     }
     const is = current ? `is at version ${current.version}` : "does not exist";
     const wanted = ifVersion === 0 ? "expected it not to exist" : `expected version ${ifVersion}`;
@@ -945,6 +939,11 @@ export function createService(config: Config = loadConfig()): Service {
   // Built once: constructing a zod schema costs ~50 µs, more than the rest of the validation.
   const putBody = z.strictObject(putFields);
   const deleteBody = z.strictObject(deleteFields);
+  const deleteQuery = z.strictObject({
+    scope: id.optional(),
+    key,
+    if_version: queryInt.pipe(z.number().min(1, "must be at least 1")).optional(),
+  });
 
   app.put("/rooms/:id/state", async (c) => {
     const roomId = param(c, "id");
@@ -969,16 +968,14 @@ export function createService(config: Config = loadConfig()): Service {
     const roomId = param(c, "id");
     const { actor } = await writer(c, roomId);
     // Clients that cannot send a DELETE body may pass the same fields in the query.
-    const b = (await readText(c.req.raw, config.maxBodyBytes)).trim() === ""
-      ? query(c, deleteQuery)
-      : await body(c, deleteBody);
+    const b = await hasBody(c) ? await body(c, deleteBody) : query(c, deleteQuery);
     const scope = b.scope ?? SHARED;
     await checkScope(c, roomId, actor, scope);
     const d = c.get("db");
     const entry = await q.deleteState(d, roomId, { scope, key: b.key, ifVersion: b.if_version });
     if (!entry) {
       if (!(await q.getState(d, roomId, scope, b.key))) {
-        throw new HttpError(404, "not_found", `Cannot find key "${b.key}" in scope "${scope}"`);
+        throw missing(`key "${b.key}" in scope "${scope}"`);
       }
       throw await conflict(c, roomId, scope, b.key, b.if_version);
     }
@@ -986,11 +983,6 @@ export function createService(config: Config = loadConfig()): Service {
     return c.json({ deleted: true, scope, key: b.key, version: entry.version, rev: entry.rev });
   });
 
-  const deleteQuery = z.strictObject({
-    scope: id.optional(),
-    key,
-    if_version: queryInt.pipe(z.number().min(1, "must be at least 1")).optional(),
-  });
   const batchBody = z.strictObject({
     ops: z.array(z.record(z.string(), z.unknown()))
       .min(1, "must hold at least one operation").max(100, "must hold at most 100 operations"),
@@ -1064,11 +1056,7 @@ export function createService(config: Config = loadConfig()): Service {
         });
       }
     }
-    throw new HttpError(
-      409,
-      "room_full",
-      `Room "${roomId}" holds ${config.maxKeys} keys already (SYNC_MAX_KEYS); nothing was written`,
-    );
+    throw keysFull(roomId, "; nothing was written");
   });
 
   // ------------------------------------------------------------ changes
