@@ -1,20 +1,29 @@
-// Idempotency-Key on writes: the first response is kept and replayed to retries, encrypted.
+// Idempotency-Key on writes: the answer commits with the write it answers and is replayed to retries.
 import { Buffer } from "node:buffer";
-import type { MiddlewareHandler } from "npm:hono@^4.13.19";
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
+import type { Context, MiddlewareHandler } from "npm:hono@^4.13.19";
+import { answer, type AnswerRows, isAnswerOp, type Secret } from "./answers.ts";
 import { sha256 } from "./auth.ts";
+import type { Config } from "./config.ts";
 import type { Db } from "./db.ts";
-import { HttpError, readText } from "./http.ts";
+import { errorBody, HttpError, readText } from "./http.ts";
 import * as q from "./schema.ts";
 
-type Env = { Variables: { db: Db; client: string } };
+/** A keyed write in flight: what its schema write records, and the scope that encrypts secrets. */
+export interface Idem extends q.KeyedWrite {
+  scope: string;
+}
+
+type Env = { Variables: { db: Db; client: string; idem?: Idem } };
+type Settings = Pick<Config, "maxBodyBytes" | "onlineSeconds" | "idempotencyHours">;
 
 /**
- * Replays the first response to a retried write (POST, PUT, PATCH, DELETE) with the same
- * Idempotency-Key, caller and path.
- * The stored copy is encrypted with a key derived from the Idempotency-Key itself, so the tokens
- * in it are unreadable without that key.
+ * Makes writes (POST, PUT, PATCH, DELETE) with an Idempotency-Key exactly-once for one caller
+ * and path: a retry gets the first answer again, with `Idempotent-Replayed: true`.
+ * The handler passes `keyed(c)` to its schema write, which commits the key's record and the
+ * answer in the write's own batch; a crash leaves either both or neither.
  */
-export function idempotency(maxBodyBytes: number): MiddlewareHandler<Env> {
+export function idempotency(config: Settings): MiddlewareHandler<Env> {
   return async (c, next) => {
     const idemKey = c.req.header("idempotency-key");
     const write = c.req.method !== "GET" && c.req.method !== "HEAD" && c.req.method !== "OPTIONS";
@@ -37,69 +46,129 @@ export function idempotency(maxBodyBytes: number): MiddlewareHandler<Env> {
     }
     const scope = `${c.get("client")}\n${c.req.method} ${c.req.path}\n${idemKey}`;
     const keyHash = sha256(`key\n${scope}`);
-    const requestHash = sha256(await readText(c.req.raw, maxBodyBytes));
-    const roomId = /^\/rooms\/([^/]+)/.exec(c.req.path)?.[1] ?? null;
+    const requestHash = sha256(await readText(c.req.raw, config.maxBodyBytes));
     const d = c.get("db");
-    const prior = await q.reserveIdempotencyKey(d, keyHash, roomId, requestHash);
+    const prior = await q.getIdempotencyRecord(d, keyHash);
     if (prior) {
-      if (prior.requestHash !== requestHash) {
-        throw new HttpError(
-          422,
-          "idempotency_key_reused",
-          "This Idempotency-Key was used with a different body: use a new key for a new request",
-        );
-      }
-      if (prior.status === 0 || prior.response === null) {
+      const expired = Date.parse(prior.createdAt) < Date.now() - config.idempotencyHours * 3600_000;
+      if (!expired) return replay(prior, requestHash, scope, config.onlineSeconds);
+      await q.forgetIdempotencyKey(d, keyHash, prior.createdAt);
+    }
+    const idem: Idem = {
+      keyHash,
+      requestHash,
+      at: Date.now(),
+      secret: null,
+      scope,
+    };
+    c.set("idem", idem);
+    await next();
+    if (idem.outcome === "stored") return;
+    // Another request with this key committed first: this one wrote nothing, or was refused
+    // (its room already created, its agent registered) because of that write. Answer as it did.
+    if (idem.outcome === "taken" || (c.res.status >= 400 && c.res.status < 500)) {
+      const winner = await q.getIdempotencyRecord(d, keyHash);
+      if (winner) {
+        let res: Response;
+        try {
+          res = replay(winner, requestHash, scope, config.onlineSeconds);
+        } catch (err) {
+          if (!(err instanceof HttpError)) throw err;
+          res = Response.json(errorBody(err), { status: err.status });
+        }
+        c.res = undefined; // not merged with the headers of the answer it replaces
+        c.res = res;
+      } else if (idem.outcome === "taken") {
+        // The winner's record is gone again (its room deleted, or expired): this wrote nothing.
         throw new HttpError(
           409,
           "idempotency_in_progress",
-          "A request with this Idempotency-Key is still running: retry in a moment",
+          "A request with this Idempotency-Key was answered and then forgotten: retry it",
           {},
           { "Retry-After": "1" },
         );
       }
-      return c.body(await decrypt(scope, prior.response), prior.status as 200, {
-        "Content-Type": "application/json",
-        "Idempotent-Replayed": "true",
-      });
     }
-    try {
-      await next();
-    } catch (err) {
-      await q.releaseIdempotencyKey(d, keyHash);
-      throw err;
-    }
-    // A handler's error reaches here as the onError response (Hono sets c.error), not a throw.
-    if (c.error || c.res.status >= 500 || c.res.status === 429) {
-      await q.releaseIdempotencyKey(d, keyHash);
-      return;
-    }
-    const text = await c.res.clone().text();
-    await q.completeIdempotencyKey(d, keyHash, c.res.status, await encrypt(scope, text));
   };
 }
 
-async function cryptoKey(scope: string): Promise<CryptoKey> {
-  const raw = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`enc\n${scope}`));
-  return crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
+/** The Idempotency-Key context for a handler's schema write, carrying `secret` encrypted. */
+export function keyed(c: Context, secret: Secret = null): q.KeyedWrite | undefined {
+  const idem = c.get("idem") as Idem | undefined;
+  if (idem) idem.secret = secret ? encrypt(idem.scope, JSON.stringify(secret)) : null;
+  return idem;
 }
 
-async function encrypt(scope: string, text: string): Promise<string> {
-  const iv = crypto.getRandomValues(new Uint8Array(12));
-  const data = await crypto.subtle.encrypt(
-    { name: "AES-GCM", iv },
-    await cryptoKey(scope),
-    new TextEncoder().encode(text),
-  );
-  return Buffer.concat([iv, new Uint8Array(data)]).toString("base64");
+/** A write's answer, shaped as a replay of it will be. */
+export function reply<K extends q.AnswerOp>(
+  c: Context,
+  onlineSeconds: number,
+  op: K,
+  rows: AnswerRows[K][],
+  secret: Secret = null,
+): Response {
+  const idem = c.get("idem") as Idem | undefined;
+  const a = answer(op, rows, { secret, at: idem?.at ?? Date.now(), onlineSeconds });
+  return c.json(a.body, a.status);
 }
 
-async function decrypt(scope: string, stored: string): Promise<string> {
+function replay(
+  record: q.IdempotencyRecord,
+  requestHash: string,
+  scope: string,
+  onlineSeconds: number,
+): Response {
+  if (record.requestHash !== requestHash) {
+    throw new HttpError(
+      422,
+      "idempotency_key_reused",
+      "This Idempotency-Key was used with a different body: use a new key for a new request",
+    );
+  }
+  let status: number;
+  let text: string;
+  if (record.op === null) {
+    // Stored by an earlier version: the whole response, encrypted.
+    status = record.status;
+    text = decrypt(scope, record.response ?? "");
+  } else {
+    if (!isAnswerOp(record.op) || record.response === null) {
+      throw new Error(`idempotency record of unknown op "${record.op}"`);
+    }
+    const op = record.op;
+    const secret = record.secret === null ? null : JSON.parse(decrypt(scope, record.secret));
+    const a = answer(op, q.writtenRows(op, record.response, record.at) as AnswerRows[typeof op][], {
+      secret,
+      at: record.at,
+      onlineSeconds,
+    });
+    status = a.status;
+    text = JSON.stringify(a.body);
+  }
+  return new Response(text, {
+    status,
+    headers: { "content-type": "application/json", "idempotent-replayed": "true" },
+  });
+}
+
+// AES-256-GCM, synchronous, under a key derived from the scope (which holds the Idempotency-Key):
+// iv (12 bytes), ciphertext, tag (16 bytes), in base64. WebCrypto's layout, so records written
+// by earlier versions decrypt too.
+function aesKey(scope: string): Buffer {
+  return createHash("sha256").update(`enc\n${scope}`).digest();
+}
+
+function encrypt(scope: string, text: string): string {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv("aes-256-gcm", aesKey(scope), iv);
+  const data = Buffer.concat([cipher.update(text, "utf8"), cipher.final()]);
+  return Buffer.concat([iv, data, cipher.getAuthTag()]).toString("base64");
+}
+
+function decrypt(scope: string, stored: string): string {
   const all = Buffer.from(stored, "base64");
-  const plain = await crypto.subtle.decrypt(
-    { name: "AES-GCM", iv: all.subarray(0, 12) },
-    await cryptoKey(scope),
-    all.subarray(12),
-  );
-  return new TextDecoder().decode(plain);
+  const decipher = createDecipheriv("aes-256-gcm", aesKey(scope), all.subarray(0, 12));
+  decipher.setAuthTag(all.subarray(all.length - 16));
+  return Buffer.concat([decipher.update(all.subarray(12, all.length - 16)), decipher.final()])
+    .toString("utf8");
 }

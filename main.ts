@@ -6,7 +6,8 @@ import { type Config, loadConfig } from "./config.ts";
 import { dashboardPage, landingPage } from "./dashboard.ts";
 import { type Db, openDb } from "./db.ts";
 import { ROOM_GONE, Waiters } from "./feed.ts";
-import { idempotency } from "./idempotency.ts";
+import { agentView as shownAgent, type AnswerRows } from "./answers.ts";
+import { type Idem, idempotency, keyed, reply } from "./idempotency.ts";
 import {
   check,
   checkSize,
@@ -37,7 +38,7 @@ interface Access {
 
 type Env = {
   Bindings: { remoteAddr?: { hostname?: string } } | undefined;
-  Variables: { db: Db; client: string; ip: string };
+  Variables: { db: Db; client: string; ip: string; idem?: Idem };
 };
 
 export interface Service {
@@ -250,9 +251,17 @@ export function createService(config: Config = loadConfig()): Service {
   }
 
   function agentView(a: q.Agent) {
-    const online = a.last_seen !== null &&
-      Date.now() - Date.parse(a.last_seen) < config.onlineSeconds * 1000;
-    return { ...a, online };
+    return shownAgent(a, config.onlineSeconds);
+  }
+
+  /** A write's answer, shaped as a replay of its Idempotency-Key will be. */
+  function answer<K extends q.AnswerOp>(
+    c: Context<Env>,
+    op: K,
+    rows: AnswerRows[K][],
+    secret: Record<string, string> | null = null,
+  ) {
+    return reply(c, config.onlineSeconds, op, rows, secret);
   }
 
   /** Refuses a cursor that retention passed (410) or that is ahead of the room (400). */
@@ -422,7 +431,7 @@ export function createService(config: Config = loadConfig()): Service {
     if (Date.now() - lastSweep > 60_000) sweep().catch((err) => console.error("sweep:", err));
   });
 
-  app.use("*", idempotency(config.maxBodyBytes));
+  app.use("*", idempotency(config));
 
   app.onError((err, c) => {
     if (err instanceof HttpError) {
@@ -537,9 +546,9 @@ export function createService(config: Config = loadConfig()): Service {
       meta: b.meta ?? null,
       tokenHash: tokens ? sha256(tokens.token) : null,
       viewTokenHash: tokens ? sha256(tokens.view_token) : null,
-    });
+    }, keyed(c, tokens));
     if (!room) throw roomExists(roomId);
-    return c.json({ ...room, ...tokens }, 201);
+    return answer(c, "room_created", [room], tokens);
   });
 
   app.get("/rooms", async (c) => {
@@ -568,9 +577,9 @@ export function createService(config: Config = loadConfig()): Service {
     const roomId = param(c, "id");
     const { actor } = await writer(c, roomId);
     requireRoomToken(actor, "Deleting a room");
-    await q.deleteRoom(c.get("db"), roomId);
+    await q.deleteRoom(c.get("db"), roomId, keyed(c));
     written(roomId, ROOM_GONE);
-    return c.json({ deleted: true, id: roomId });
+    return answer(c, "room_deleted", [{ id: roomId }]);
   });
 
   // ------------------------------------------------------------ agents
@@ -600,14 +609,19 @@ export function createService(config: Config = loadConfig()): Service {
         );
       }
       const token = open ? null : mintToken("agent");
-      const r = await q.insertAgent(d, {
-        roomId,
-        id: agentId,
-        name: b.name,
-        role: b.role ?? "agent",
-        meta: b.meta ?? null,
-        tokenHash: token ? sha256(token) : null,
-      }, config.maxAgents);
+      const r = await q.insertAgent(
+        d,
+        {
+          roomId,
+          id: agentId,
+          name: b.name,
+          role: b.role ?? "agent",
+          meta: b.meta ?? null,
+          tokenHash: token ? sha256(token) : null,
+        },
+        config.maxAgents,
+        keyed(c, token ? { token } : null),
+      );
       if (r.result === "no_room") throw noRoom(roomId);
       if (r.result === "full") {
         throw new HttpError(
@@ -624,7 +638,7 @@ export function createService(config: Config = loadConfig()): Service {
         );
       }
       written(roomId, r.agent!.rev);
-      return c.json({ ...agentView(r.agent!), ...(token ? { token } : {}) }, 201);
+      return answer(c, "agent_created", [r.agent!], token ? { token } : null);
     }
     if (
       actor.kind === "agent"
@@ -643,10 +657,10 @@ export function createService(config: Config = loadConfig()): Service {
       role: b.role,
       meta: b.meta,
       tokenHash: token ? sha256(token) : undefined,
-    });
+    }, keyed(c, token ? { token } : null));
     if (!agent) throw noRoom(roomId);
     written(roomId, agent.rev);
-    return c.json({ ...agentView(agent), ...(token ? { token } : {}) }, 200);
+    return answer(c, "agent_updated", [agent], token ? { token } : null);
   });
 
   app.get("/rooms/:id/agents", async (c) => {
@@ -680,10 +694,10 @@ export function createService(config: Config = loadConfig()): Service {
     actingAs(actor, agentId, "agent_id");
     const b = await body(c, agentPatch);
     checkSize("meta", b.meta ?? null, config.maxValueBytes);
-    const agent = await q.updateAgent(c.get("db"), roomId, agentId, b);
+    const agent = await q.updateAgent(c.get("db"), roomId, agentId, b, keyed(c));
     if (!agent) throw missing(`agent "${agentId}" in room "${roomId}"`);
     written(roomId, agent.rev);
-    return c.json(agentView(agent));
+    return answer(c, "agent_updated", [agent]);
   });
 
   // ------------------------------------------------------------ messages
@@ -710,7 +724,7 @@ export function createService(config: Config = loadConfig()): Service {
       kind: b.kind ?? "message",
       body: b.body,
       replyTo: b.reply_to ?? null,
-    });
+    }, keyed(c));
     if (!message) {
       if (b.reply_to != null && await q.getRoomAuth(d, roomId)) {
         throw new HttpError(
@@ -735,7 +749,7 @@ export function createService(config: Config = loadConfig()): Service {
     if (config.maxMessages > 0 && posted >= trimEvery) {
       await q.trimMessages(d, roomId, config.maxMessages, null);
     }
-    return c.json(message, 201);
+    return answer(c, "message_created", [message]);
   });
 
   const wait = z.string().regex(/^\d+(\.\d+)?$/, "must be a number of seconds").transform(Number);
@@ -813,7 +827,7 @@ export function createService(config: Config = loadConfig()): Service {
     const msgId = messageId(c);
     const { agent, ttl } = await claimant(c, actor);
     const d = c.get("db");
-    const r = await q.claimMessage(d, roomId, msgId, agent, expiry(ttl));
+    const r = await q.claimMessage(d, roomId, msgId, agent, expiry(ttl), keyed(c));
     if (!r.message) throw missing(`message ${msgId} in room "${roomId}"`);
     if (!r.ok) {
       throw new HttpError(
@@ -827,7 +841,7 @@ export function createService(config: Config = loadConfig()): Service {
     }
     written(roomId, r.message.rev);
     if (open) markSeen(d, roomId, agent);
-    return c.json(r.message);
+    return answer(c, "message_claim", [r.message]);
   });
 
   app.delete("/rooms/:id/messages/:msg_id/claim", async (c) => {
@@ -836,7 +850,7 @@ export function createService(config: Config = loadConfig()): Service {
     const msgId = messageId(c);
     const asOwner = actor.kind === "room" || actor.kind === "admin";
     const agent = asOwner ? null : (await claimant(c, actor)).agent;
-    const r = await q.releaseMessage(c.get("db"), roomId, msgId, agent);
+    const r = await q.releaseMessage(c.get("db"), roomId, msgId, agent, keyed(c));
     if (!r.message) throw missing(`message ${msgId} in room "${roomId}"`);
     if (!r.ok) {
       const holder = r.message.claim?.agent;
@@ -850,7 +864,7 @@ export function createService(config: Config = loadConfig()): Service {
       );
     }
     written(roomId, r.message.rev);
-    return c.json(r.message);
+    return answer(c, "message_claim", [r.message]);
   });
 
   // ------------------------------------------------------------ state
@@ -952,16 +966,22 @@ export function createService(config: Config = loadConfig()): Service {
     checkSize("value", b.value, config.maxValueBytes);
     const scope = b.scope ?? SHARED;
     await checkScope(c, roomId, actor, scope);
-    const entry = await q.putState(c.get("db"), roomId, {
-      scope,
-      key: b.key,
-      value: b.value,
-      ifVersion: b.if_version,
-      expiresAt: expiry(b.ttl),
-    }, config.maxKeys);
+    const entry = await q.putState(
+      c.get("db"),
+      roomId,
+      {
+        scope,
+        key: b.key,
+        value: b.value,
+        ifVersion: b.if_version,
+        expiresAt: expiry(b.ttl),
+      },
+      config.maxKeys,
+      keyed(c),
+    );
     if (!entry) throw await conflict(c, roomId, scope, b.key, b.if_version);
     written(roomId, entry.rev);
-    return c.json(entry);
+    return answer(c, "state_put", [{ entry, deleted: false }]);
   });
 
   app.delete("/rooms/:id/state", async (c) => {
@@ -972,7 +992,12 @@ export function createService(config: Config = loadConfig()): Service {
     const scope = b.scope ?? SHARED;
     await checkScope(c, roomId, actor, scope);
     const d = c.get("db");
-    const entry = await q.deleteState(d, roomId, { scope, key: b.key, ifVersion: b.if_version });
+    const entry = await q.deleteState(
+      d,
+      roomId,
+      { scope, key: b.key, ifVersion: b.if_version },
+      keyed(c),
+    );
     if (!entry) {
       if (!(await q.getState(d, roomId, scope, b.key))) {
         throw missing(`key "${b.key}" in scope "${scope}"`);
@@ -980,7 +1005,7 @@ export function createService(config: Config = loadConfig()): Service {
       throw await conflict(c, roomId, scope, b.key, b.if_version);
     }
     written(roomId, entry.rev);
-    return c.json({ deleted: true, scope, key: b.key, version: entry.version, rev: entry.rev });
+    return answer(c, "state_deleted", [{ entry, deleted: true }]);
   });
 
   const batchBody = z.strictObject({
@@ -1026,13 +1051,14 @@ export function createService(config: Config = loadConfig()): Service {
       }
     }
     const d = c.get("db");
-    const results = await q.applyStateBatch(d, roomId, ops, config.maxKeys);
+    const results = await q.applyStateBatch(d, roomId, ops, config.maxKeys, keyed(c));
     if (results) {
       written(roomId, results[results.length - 1].rev);
-      return c.json({
-        results: results.map((r, i) => ops[i].op === "delete" ? { ...r, deleted: true } : r),
-        rev: results[results.length - 1].rev,
-      });
+      return answer(
+        c,
+        "state_batch",
+        results.map((entry, i) => ({ entry, deleted: ops[i].op === "delete" })),
+      );
     }
     if (!(await q.getRoomAuth(d, roomId))) throw noRoom(roomId);
     for (const [i, op] of ops.entries()) {

@@ -137,6 +137,15 @@ const MIGRATIONS: string[][] = [[
       UPDATE rooms SET rev = NEW.rev, active_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
       WHERE id = NEW.room_id AND rev < NEW.rev; END`,
   ]),
+], [
+  // An Idempotency-Key's record now commits in its write's own batch, with the answer as the
+  // written rows (`op` names how to shape them) and any minted token encrypted in `secret`.
+  // Reservations the old three-step scheme left pending cannot be told apart: forget them.
+  `ALTER TABLE idempotency ADD COLUMN op TEXT`,
+  `ALTER TABLE idempotency ADD COLUMN secret TEXT`,
+  `ALTER TABLE idempotency ADD COLUMN at INTEGER NOT NULL DEFAULT 0`,
+  `ALTER TABLE idempotency ADD COLUMN rev_before INTEGER NOT NULL DEFAULT 0`,
+  `DELETE FROM idempotency WHERE status = 0`,
 ]];
 
 /** Applies every migration not yet recorded in `_migrations`, each with its record in one batch. */
@@ -212,8 +221,12 @@ function toAgent(r: Record<string, unknown>): Agent {
 const MESSAGE_COLS =
   "room_id, id, rev, from_agent, to_agent, kind, body, reply_to, created_at, claimed_by, claimed_at, claim_expires_at";
 function toMessage(r: Record<string, unknown>): Message {
+  return toMessageAt(r, now());
+}
+/** A message as it was at time `at`: a claim expired since then still shows. */
+function toMessageAt(r: Record<string, unknown>, at: string): Message {
   const expires = r.claim_expires_at === null ? null : String(r.claim_expires_at);
-  const held = r.claimed_by !== null && (expires === null || expires > now());
+  const held = r.claimed_by !== null && (expires === null || expires > at);
   return {
     id: Number(r.id),
     room_id: String(r.room_id),
@@ -253,14 +266,18 @@ const LIVE = "deleted = 0 AND (expires_at IS NULL OR expires_at > ?)";
 export async function createRoom(
   db: Db,
   room: { id: string; meta: unknown; tokenHash: string | null; viewTokenHash: string | null },
+  idem?: KeyedWrite,
 ): Promise<Room | null> {
   const t = now();
-  const rs = await db.execute({
+  const stmt = {
     sql: `INSERT INTO rooms (id, created_at, meta, active_at, token_hash, view_token_hash)
       VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING ${ROOM_COLS}`,
     args: [room.id, t, JSON.stringify(room.meta ?? null), t, room.tokenHash, room.viewTokenHash],
-  });
-  const row = objects(rs)[0];
+  };
+  const rs = idem
+    ? (await keyedBatch(db, idem, "room_created", room.id, [stmt, GUARD]))?.[0]
+    : await db.execute(stmt);
+  const row = rs && objects(rs)[0];
   return row ? toRoom(row) : null;
 }
 
@@ -313,14 +330,13 @@ export async function roomRevs(db: Db, ids: string[]): Promise<Map<string, numbe
 }
 
 /** Removes a room and everything in it; false when there was no such room. */
-export async function deleteRoom(db: Db, id: string): Promise<boolean> {
-  const results = await db.batch(
-    ["messages", "state", "agents", "idempotency"].map((table) => ({
-      sql: `DELETE FROM ${table} WHERE room_id = ?`,
-      args: [id],
-    })).concat([{ sql: "DELETE FROM rooms WHERE id = ?", args: [id] }]),
-    "write",
-  );
+export async function deleteRoom(db: Db, id: string, idem?: KeyedWrite): Promise<boolean> {
+  const stmts = ["messages", "state", "agents", "idempotency"].map((table) => ({
+    sql: `DELETE FROM ${table} WHERE room_id = ?`,
+    args: [id],
+  })).concat([{ sql: "DELETE FROM rooms WHERE id = ?", args: [id] }]);
+  if (idem) return (await keyedBatch(db, idem, "room_deleted", id, [...stmts, GUARD])) !== null;
+  const results = await db.batch(stmts, "write");
   return results[results.length - 1].rowsAffected > 0;
 }
 
@@ -368,9 +384,10 @@ export async function insertAgent(
     tokenHash: string | null;
   },
   maxAgents: number,
+  idem?: KeyedWrite,
 ): Promise<{ result: AgentInsert; agent?: Agent }> {
   const t = now();
-  const rs = await db.execute({
+  const stmt = {
     sql: `INSERT INTO agents (room_id, id, name, role, meta, joined_at, last_seen, rev, token_hash)
       SELECT r.id, ?, ?, ?, ?, ?, ?, r.rev + 1, ? FROM rooms r
       WHERE r.id = ? AND (SELECT count(*) FROM agents WHERE room_id = r.id) < ?
@@ -386,8 +403,11 @@ export async function insertAgent(
       a.roomId,
       maxAgents,
     ],
-  });
-  const r = objects(rs)[0];
+  };
+  const rs = idem
+    ? (await keyedBatch(db, idem, "agent_created", a.roomId, [stmt, GUARD]))?.[0]
+    : await db.execute(stmt);
+  const r = rs && objects(rs)[0];
   if (r) return { result: "created", agent: toAgent(r) };
   if (await getAgent(db, a.roomId, a.id)) return { result: "exists" };
   return { result: (await getRoomAuth(db, a.roomId)) ? "full" : "no_room" };
@@ -406,8 +426,9 @@ export async function updateAgent(
     note?: string | null;
     tokenHash?: string;
   },
+  idem?: KeyedWrite,
 ): Promise<Agent | null> {
-  const rs = await db.execute({
+  const stmt = {
     sql: `UPDATE agents SET
         name = coalesce(?, name), role = coalesce(?, role),
         meta = CASE WHEN ? THEN ? ELSE meta END,
@@ -430,8 +451,11 @@ export async function updateAgent(
       roomId,
       id,
     ],
-  });
-  const r = objects(rs)[0];
+  };
+  const rs = idem
+    ? (await keyedBatch(db, idem, "agent_updated", roomId, [stmt, GUARD]))?.[0]
+    : await db.execute(stmt);
+  const r = rs && objects(rs)[0];
   return r ? toAgent(r) : null;
 }
 
@@ -455,8 +479,12 @@ export interface NewMessage {
 }
 
 /** Appends a message at the room's next revision; null when the room or `reply_to` is unknown. */
-export async function insertMessage(db: Db, m: NewMessage): Promise<Message | null> {
-  const rs = await db.execute({
+export async function insertMessage(
+  db: Db,
+  m: NewMessage,
+  idem?: KeyedWrite,
+): Promise<Message | null> {
+  const stmt = {
     sql: `INSERT INTO messages (room_id, id, rev, from_agent, to_agent, kind, body, reply_to,
         thread_id, created_at)
       SELECT r.id, r.rev + 1, r.rev + 1, ?, ?, ?, ?, ?,
@@ -476,8 +504,13 @@ export async function insertMessage(db: Db, m: NewMessage): Promise<Message | nu
       m.replyTo,
       m.replyTo,
     ],
-  });
-  const r = objects(rs)[0];
+  };
+  if (idem) {
+    const rs = await keyedBatch(db, idem, "message_created", m.roomId, [stmt, GUARD]);
+    const r = rs && objects(rs[0])[0];
+    return r ? toMessageAt(r, new Date(idem.at).toISOString()) : null;
+  }
+  const r = objects(await db.execute(stmt))[0];
   return r ? toMessage(r) : null;
 }
 
@@ -545,9 +578,10 @@ export async function claimMessage(
   id: number,
   agent: string,
   expiresAt: string | null,
+  idem?: KeyedWrite,
 ): Promise<ClaimResult> {
   const t = now();
-  const rs = await db.execute({
+  const stmt = {
     sql: `UPDATE messages SET claimed_by = ?1,
         claimed_at = CASE WHEN claimed_by = ?1 AND (claim_expires_at IS NULL OR claim_expires_at > ?2)
           THEN claimed_at ELSE ?2 END,
@@ -556,9 +590,9 @@ export async function claimMessage(
         AND (claimed_by IS NULL OR claimed_by = ?1 OR claim_expires_at <= ?2)
       RETURNING ${MESSAGE_COLS}`,
     args: [agent, t, expiresAt, roomId, id],
-  });
-  const r = objects(rs)[0];
-  if (r) return { ok: true, message: toMessage(r) };
+  };
+  const r = await claimWrite(db, roomId, stmt, idem);
+  if (r) return { ok: true, message: r };
   return { ok: false, message: await getMessage(db, roomId, id) };
 }
 
@@ -568,8 +602,9 @@ export async function releaseMessage(
   roomId: string,
   id: number,
   agent: string | null,
+  idem?: KeyedWrite,
 ): Promise<ClaimResult> {
-  const rs = await db.execute({
+  const stmt = {
     sql: `UPDATE messages SET claimed_by = NULL, claimed_at = NULL, claim_expires_at = NULL,
         rev = (SELECT rev + 1 FROM rooms WHERE id = ?1)
       WHERE room_id = ?1 AND id = ?2 AND claimed_by IS NOT NULL
@@ -577,10 +612,26 @@ export async function releaseMessage(
         AND (?4 IS NULL OR claimed_by = ?4)
       RETURNING ${MESSAGE_COLS}`,
     args: [roomId, id, now(), agent],
-  });
-  const r = objects(rs)[0];
-  if (r) return { ok: true, message: toMessage(r) };
+  };
+  const r = await claimWrite(db, roomId, stmt, idem);
+  if (r) return { ok: true, message: r };
   return { ok: false, message: await getMessage(db, roomId, id) };
+}
+
+/** Runs a claim or release, keyed or not; the message it changed, or null. */
+async function claimWrite(
+  db: Db,
+  roomId: string,
+  stmt: Statement,
+  idem: KeyedWrite | undefined,
+): Promise<Message | null> {
+  if (!idem) {
+    const r = objects(await db.execute(stmt))[0];
+    return r ? toMessage(r) : null;
+  }
+  const rs = await keyedBatch(db, idem, "message_claim", roomId, [stmt, GUARD]);
+  const r = rs && objects(rs[0])[0];
+  return r ? toMessageAt(r, new Date(idem.at).toISOString()) : null;
 }
 
 /**
@@ -713,8 +764,13 @@ export async function putState(
   roomId: string,
   p: StatePut,
   maxKeys: number,
+  idem?: KeyedWrite,
 ): Promise<StateEntry | null> {
-  const r = objects(await db.execute(putStatement(roomId, p, maxKeys, now())))[0];
+  const stmt = putStatement(roomId, p, maxKeys, now());
+  const rs = idem
+    ? (await keyedBatch(db, idem, "state_put", roomId, [stmt, GUARD]))?.[0]
+    : await db.execute(stmt);
+  const r = rs && objects(rs)[0];
   return r ? toState(r) : null;
 }
 
@@ -723,8 +779,13 @@ export async function deleteState(
   db: Db,
   roomId: string,
   d: StateDelete,
+  idem?: KeyedWrite,
 ): Promise<StateEntry | null> {
-  const r = objects(await db.execute(deleteStatement(roomId, d, now())))[0];
+  const stmt = deleteStatement(roomId, d, now());
+  const rs = idem
+    ? (await keyedBatch(db, idem, "state_deleted", roomId, [stmt, GUARD]))?.[0]
+    : await db.execute(stmt);
+  const r = rs && objects(rs)[0];
   return r ? toState(r) : null;
 }
 
@@ -749,17 +810,19 @@ export async function applyStateBatch(
   roomId: string,
   ops: StateOp[],
   maxKeys: number,
+  idem?: KeyedWrite,
 ): Promise<StateEntry[] | null> {
   const t = now();
+  // (Comparing each row's rev with the room's missed a failed write to the key the room wrote
+  // last, and let the rest of the batch commit: the guard counts changes().)
   const stmts: Statement[] = ops.flatMap((op) => [
     op.op === "put" ? putStatement(roomId, op, maxKeys, t) : deleteStatement(roomId, op, t),
-    {
-      // changes() counts the rows the write itself touched (not its triggers): 0 when its
-      // condition failed. (Comparing the row's rev with the room's missed a failed write to the
-      // key the room wrote last, and let the rest of the batch commit.)
-      sql: "INSERT INTO batch_guard (failed) SELECT NULL WHERE changes() = 0",
-    },
+    GUARD,
   ]);
+  if (idem) {
+    const results = await keyedBatch(db, idem, "state_batch", roomId, stmts);
+    return results && results.filter((_, i) => i % 2 === 0).map((rs) => toState(objects(rs)[0]));
+  }
   try {
     const results = await db.batch(stmts, "write");
     return results.filter((_, i) => i % 2 === 0).map((rs) => toState(objects(rs)[0]));
@@ -824,59 +887,203 @@ export async function listChanges(
 
 // ---------------------------------------------------------------- idempotency
 
-export interface StoredResponse {
-  status: number;
+/**
+ * A write carrying an Idempotency-Key. Its record commits in the write's own batch, with the
+ * answer: the written rows, selected in the same transaction. A concurrent request with the same
+ * key hits the record's primary key and aborts its whole batch, so the write happens once.
+ */
+export interface KeyedWrite {
+  keyHash: string;
   requestHash: string;
-  response: string | null;
+  /** The time the answer describes, in ms since the epoch (claims held, agents online). */
+  at: number;
+  /** Encrypted secrets that belong to the answer (tokens minted for it), or null. */
+  secret: string | null;
+  /**
+   * Set by the write: `stored` when the record committed with it, `taken` when another request
+   * with this key committed first (nothing was written), `unchanged` when the write changed
+   * nothing (nothing was stored either).
+   */
+  outcome?: "stored" | "taken" | "unchanged";
 }
 
-/**
- * Reserves an idempotency key: returns null when this request is the first to use it,
- * or what the first request recorded (status 0 while it is still running).
- */
-export async function reserveIdempotencyKey(
-  db: Db,
-  keyHash: string,
-  roomId: string | null,
-  requestHash: string,
-): Promise<StoredResponse | null> {
-  const rs = await db.execute({
-    // A reservation still pending after 30 s belongs to a request that died: take it over.
-    sql: `INSERT INTO idempotency (key_hash, room_id, request_hash, created_at) VALUES (?, ?, ?, ?)
-      ON CONFLICT (key_hash) DO UPDATE SET room_id = excluded.room_id,
-        request_hash = excluded.request_hash, created_at = excluded.created_at
-      WHERE idempotency.status = 0 AND idempotency.created_at < ?`,
-    args: [keyHash, roomId, requestHash, now(), new Date(Date.now() - 30_000).toISOString()],
-  });
-  if (rs.rowsAffected > 0) return null;
-  const got = objects(
-    await db.execute({
-      sql: "SELECT status, request_hash, response FROM idempotency WHERE key_hash = ?",
-      args: [keyHash],
-    }),
-  )[0];
-  if (!got) return null;
+/** The tables an answer's rows come from; `ids` is a room id alone (a deleted room). */
+type WrittenTable = "rooms" | "agents" | "messages" | "state" | "ids";
+
+/** What a keyed write answers, by the write that made it: the key of its answer shaper. */
+export const ANSWER_TABLES = {
+  room_created: "rooms",
+  room_deleted: "ids",
+  agent_created: "agents",
+  agent_updated: "agents",
+  message_created: "messages",
+  message_claim: "messages",
+  state_put: "state",
+  state_deleted: "state",
+  state_batch: "state",
+} as const satisfies Record<string, WrittenTable>;
+export type AnswerOp = keyof typeof ANSWER_TABLES;
+
+/** A state row as written, with whether the write deleted it. */
+export interface StateWrite {
+  entry: StateEntry;
+  deleted: boolean;
+}
+
+export interface IdempotencyRecord {
+  requestHash: string;
+  /** How to shape the answer from `rows`; null for a record of the old format. */
+  op: string | null;
+  /** The status of an old-format record; new ones take theirs from `op`. */
+  status: number;
+  /** The written rows as JSON (old format: the encrypted response). */
+  response: string | null;
+  secret: string | null;
+  at: number;
+  createdAt: string;
+}
+
+const COLS: Record<WrittenTable, string> = {
+  rooms: ROOM_COLS,
+  agents: AGENT_COLS,
+  messages: MESSAGE_COLS,
+  state: STATE_COLS,
+  ids: "id",
+};
+
+/** The rows a write changed, as the JSON the record keeps: written after `rev_before`, in order. */
+function answerOf(table: WrittenTable, roomId: string, keyHash: string): Statement {
+  const cols = COLS[table];
+  if (table === "ids") return { sql: "json_array(json_array(?))", args: [roomId] };
+  if (table === "rooms") {
+    return {
+      sql: `(SELECT json_group_array(json_array(${cols})) FROM rooms WHERE id = ?)`,
+      args: [roomId],
+    };
+  }
   return {
-    status: Number(got.status),
-    requestHash: String(got.request_hash),
-    response: got.response === null ? null : String(got.response),
+    sql: `(SELECT json_group_array(json_array(${cols})) FROM
+      (SELECT ${cols} FROM ${table} WHERE room_id = ? AND rev >
+        (SELECT rev_before FROM idempotency WHERE key_hash = ?) ORDER BY rev))`,
+    args: [roomId, keyHash],
   };
 }
 
-export async function completeIdempotencyKey(
+const GUARD: Statement = {
+  // changes() counts the rows the write itself touched (not its triggers): 0 when its
+  // condition failed, and then the NULL aborts the batch.
+  sql: "INSERT INTO batch_guard (failed) SELECT NULL WHERE changes() = 0",
+};
+
+/**
+ * Runs `writes` in one batch between the key's record and its answer. Returns the writes'
+ * results, or null when a guard failed or the key was taken (`idem.outcome` says which).
+ */
+async function keyedBatch(
   db: Db,
-  keyHash: string,
-  status: number,
-  response: string,
-): Promise<void> {
-  await db.execute({
-    sql: "UPDATE idempotency SET status = ?, response = ? WHERE key_hash = ?",
-    args: [status, response, keyHash],
-  });
+  idem: KeyedWrite,
+  op: AnswerOp,
+  roomId: string,
+  writes: Statement[],
+): Promise<ResultSet[] | null> {
+  const answer = answerOf(ANSWER_TABLES[op], roomId, idem.keyHash);
+  // A deleted room's record outlives the room (deleting a room forgets the keys used in it).
+  const recordRoom = op === "room_deleted" ? null : roomId;
+  const stmts: Statement[] = [
+    {
+      sql: `INSERT INTO idempotency
+          (key_hash, room_id, request_hash, status, op, secret, at, created_at, rev_before)
+        VALUES (?, ?, ?, 0, ?, ?, ?, ?, coalesce((SELECT rev FROM rooms WHERE id = ?), 0))`,
+      args: [
+        idem.keyHash,
+        recordRoom,
+        idem.requestHash,
+        op,
+        idem.secret,
+        idem.at,
+        new Date(idem.at).toISOString(),
+        roomId,
+      ],
+    },
+    ...writes,
+    {
+      sql: `UPDATE idempotency SET response = ${answer.sql} WHERE key_hash = ?`,
+      args: [...answer.args ?? [], idem.keyHash],
+    },
+  ];
+  try {
+    const results = await db.batch(stmts, "write");
+    idem.outcome = "stored";
+    return results.slice(1, -1);
+  } catch (err) {
+    const message = String((err as Error)?.message);
+    if (/batch_guard/.test(message)) idem.outcome = "unchanged";
+    else if (/idempotency\.key_hash/.test(message)) idem.outcome = "taken";
+    else throw err;
+    return null;
+  }
 }
 
-export async function releaseIdempotencyKey(db: Db, keyHash: string): Promise<void> {
-  await db.execute({ sql: "DELETE FROM idempotency WHERE key_hash = ?", args: [keyHash] });
+/** Decodes the rows a record keeps, as its write returned them at the record's time. */
+export function writtenRows(
+  op: AnswerOp,
+  response: string,
+  at: number,
+): Room[] | Agent[] | Message[] | StateWrite[] | { id: string }[] {
+  const table = ANSWER_TABLES[op];
+  const cols = COLS[table].split(", ");
+  const rows = (JSON.parse(response) as unknown[][]).map((values) => {
+    const r: Record<string, unknown> = {};
+    cols.forEach((c, i) => r[c] = values[i]);
+    return r;
+  });
+  switch (table) {
+    case "rooms":
+      return rows.map(toRoom);
+    case "agents":
+      return rows.map((r) => toAgent(r));
+    case "messages":
+      return rows.map((r) => toMessageAt(r, new Date(at).toISOString()));
+    case "state":
+      return rows.map((r) => ({ entry: toState(r), deleted: Number(r.deleted) === 1 }));
+    case "ids":
+      return rows.map((r) => ({ id: String(r.id) }));
+  }
+}
+
+/** The record of an Idempotency-Key, or null when it has none. */
+export async function getIdempotencyRecord(
+  db: Db,
+  keyHash: string,
+): Promise<IdempotencyRecord | null> {
+  const rs = await db.execute({
+    sql: `SELECT request_hash, op, status, response, secret, at, created_at
+      FROM idempotency WHERE key_hash = ?`,
+    args: [keyHash],
+  });
+  const r = objects(rs)[0];
+  if (!r) return null;
+  return {
+    requestHash: String(r.request_hash),
+    op: r.op === null ? null : String(r.op),
+    status: Number(r.status),
+    response: r.response === null ? null : String(r.response),
+    secret: r.secret === null ? null : String(r.secret),
+    at: Number(r.at),
+    createdAt: String(r.created_at),
+  };
+}
+
+/** Forgets one expired key, unless a new request took it since it was read. */
+export async function forgetIdempotencyKey(
+  db: Db,
+  keyHash: string,
+  createdAt: string,
+): Promise<void> {
+  await db.execute({
+    sql: "DELETE FROM idempotency WHERE key_hash = ? AND created_at = ?",
+    args: [keyHash, createdAt],
+  });
 }
 
 export async function expireIdempotencyKeys(db: Db, before: string): Promise<void> {

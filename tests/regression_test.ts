@@ -153,27 +153,6 @@ appTest("rooms per hour also apply in open mode", async (app) => {
   assert.deepEqual(statuses, [201, 201, 429, 429]);
 }, { SYNC_AUTH: "open", SYNC_ROOMS_PER_HOUR: "2", SYNC_RATE_LIMIT: "600" });
 
-appTest("an Idempotency-Key left pending by a request that died is taken over", async (app) => {
-  const room = await app.room();
-  const send = () =>
-    app.request("POST", `/rooms/${room.id}/messages`, {
-      token: room.token,
-      body: { body: "once" },
-      headers: { "idempotency-key": "after-crash" },
-    });
-  const db = await app.service.db();
-  const first = await send();
-  assert.equal(first.status, 201);
-  // Simulate a process that died between reserving the key and recording its response.
-  await db.execute({
-    sql: "UPDATE idempotency SET status = 0, response = NULL, created_at = ?",
-    args: [new Date(Date.now() - 60_000).toISOString()],
-  });
-  const retry = await send();
-  assert.equal(retry.status, 201, retry.text);
-  assert.equal(retry.headers.get("idempotent-replayed"), null);
-});
-
 appTest(
   "DELETE /rooms/:id/state takes its fields from the query when there is no body",
   async (app) => {
