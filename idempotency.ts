@@ -15,7 +15,7 @@ export interface Idem extends q.KeyedWrite {
 }
 
 type Env = { Variables: { db: Db; client: string; idem?: Idem } };
-type Settings = Pick<Config, "maxBodyBytes" | "onlineSeconds" | "idempotencyHours">;
+type Settings = Pick<Config, "maxBodyBytes" | "onlineSeconds">;
 
 /**
  * Makes writes (POST, PUT, PATCH, DELETE) with an Idempotency-Key exactly-once for one caller
@@ -47,13 +47,6 @@ export function idempotency(config: Settings): MiddlewareHandler<Env> {
     const scope = `${c.get("client")}\n${c.req.method} ${c.req.path}\n${idemKey}`;
     const keyHash = sha256(`key\n${scope}`);
     const requestHash = sha256(await readText(c.req.raw, config.maxBodyBytes));
-    const d = c.get("db");
-    const prior = await q.getIdempotencyRecord(d, keyHash);
-    if (prior) {
-      const expired = Date.parse(prior.createdAt) < Date.now() - config.idempotencyHours * 3600_000;
-      if (!expired) return replay(prior, requestHash, scope, config.onlineSeconds);
-      await q.forgetIdempotencyKey(d, keyHash, prior.createdAt);
-    }
     const idem: Idem = {
       keyHash,
       requestHash,
@@ -63,31 +56,31 @@ export function idempotency(config: Settings): MiddlewareHandler<Env> {
     };
     c.set("idem", idem);
     await next();
-    if (idem.outcome === "stored") return;
-    // Another request with this key committed first: this one wrote nothing, or was refused
-    // (its room already created, its agent registered) because of that write. Answer as it did.
-    if (idem.outcome === "taken" || (c.res.status >= 400 && c.res.status < 500)) {
-      const winner = await q.getIdempotencyRecord(d, keyHash);
-      if (winner) {
-        let res: Response;
-        try {
-          res = replay(winner, requestHash, scope, config.onlineSeconds);
-        } catch (err) {
-          if (!(err instanceof HttpError)) throw err;
-          res = Response.json(errorBody(err), { status: err.status });
-        }
-        c.res = undefined; // not merged with the headers of the answer it replaces
-        c.res = res;
-      } else if (idem.outcome === "taken") {
-        // The winner's record is gone again (its room deleted, or expired): this wrote nothing.
-        throw new HttpError(
-          409,
-          "idempotency_in_progress",
-          "A request with this Idempotency-Key was answered and then forgotten: retry it",
-          {},
-          { "Retry-After": "1" },
-        );
+    // The common case costs no read: a first request's record commits with its write.
+    if (idem.outcome === "stored" || c.res.status >= 500) return;
+    // Otherwise a request with this key may have committed before: this one's write was rolled
+    // back by the record's primary key, or it was refused (4xx) or wrote nothing (2xx: a room
+    // joined, not created) because of that first write. Answer as the first one did.
+    const winner = await q.getIdempotencyRecord(c.get("db"), keyHash);
+    if (winner) {
+      let res: Response;
+      try {
+        res = replay(winner, requestHash, scope, config.onlineSeconds);
+      } catch (err) {
+        if (!(err instanceof HttpError)) throw err;
+        res = Response.json(errorBody(err), { status: err.status });
       }
+      c.res = undefined; // not merged with the headers of the answer it replaces
+      c.res = res;
+    } else if (idem.outcome === "taken") {
+      // The first request's record is gone again (its room deleted): this one wrote nothing.
+      throw new HttpError(
+        409,
+        "idempotency_in_progress",
+        "A request with this Idempotency-Key was answered and then forgotten: retry it",
+        {},
+        { "Retry-After": "1" },
+      );
     }
   };
 }

