@@ -421,3 +421,49 @@ appTest("a write refused with a 4xx stores nothing: its retry is evaluated again
   assert.equal(retry.status, 200, retry.text);
   assert.equal(retry.body.version, 2);
 });
+
+appTest("a response stored encrypted by the previous version is still replayed", async (app) => {
+  const room = await app.room();
+  const path = `/rooms/${room.id}/messages`;
+  const key = "from-before-the-upgrade";
+  const text = '{"id":7,"kept":"as it was"}';
+  // What the previous version stored: the whole response, AES-GCM (WebCrypto) under the scope.
+  const scope = `t:${room.token}\nPOST ${path}\n${key}`;
+  const digest = (s: string) => crypto.subtle.digest("SHA-256", new TextEncoder().encode(s));
+  const hex = (b: ArrayBuffer) =>
+    [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, "0")).join("");
+  const aes = await crypto.subtle.importKey(
+    "raw",
+    await digest(`enc\n${scope}`),
+    "AES-GCM",
+    false,
+    [
+      "encrypt",
+    ],
+  );
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const sealed = new Uint8Array(
+    await crypto.subtle.encrypt({ name: "AES-GCM", iv }, aes, new TextEncoder().encode(text)),
+  );
+  const body = JSON.stringify({ body: "x" });
+  const db = await app.service.db();
+  await db.execute({
+    sql: `INSERT INTO idempotency (key_hash, room_id, request_hash, status, response, created_at)
+      VALUES (?, ?, ?, 201, ?, ?)`,
+    args: [
+      hex(await digest(`key\n${scope}`)),
+      room.id,
+      hex(await digest(body)),
+      btoa(String.fromCharCode(...iv, ...sealed)),
+      new Date().toISOString(),
+    ],
+  });
+  const res = await app.request("POST", path, {
+    token: room.token,
+    raw: body,
+    headers: { "idempotency-key": key },
+  });
+  assert.equal(res.status, 201);
+  assert.equal(res.headers.get("idempotent-replayed"), "true");
+  assert.equal(res.text, text);
+});
