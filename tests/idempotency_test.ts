@@ -373,29 +373,33 @@ appTest(
 );
 
 appTest(
-  "an Idempotency-Key past its window is forgotten, and its next use is kept anew",
+  "an Idempotency-Key past its window is forgotten; a younger one is still replayed",
   async (app) => {
     const room = await app.room();
-    const call = {
+    const call = (n: number) => ({
       method: "POST",
       path: `/rooms/${room.id}/messages`,
       token: room.token,
-      body: { body: "daily" },
-    };
-    const first = await send(app, call, "expiring");
+      body: { body: n },
+    });
+    const old = await send(app, call(1), "old-key");
     const db = await app.service.db();
     await db.execute({
       sql: "UPDATE idempotency SET created_at = ?",
       args: [new Date(Date.now() - 2 * 3600_000).toISOString()],
     });
+    const young = await send(app, call(2), "young-key");
     await app.service.sweep();
-    const second = await send(app, call, "expiring");
-    assert.equal(second.status, 201);
-    assert.equal(second.headers.get("idempotent-replayed"), null);
-    assert.notEqual(second.body.id, first.body.id);
-    const third = await send(app, call, "expiring");
+    const again = await send(app, call(1), "old-key");
+    assert.equal(again.status, 201);
+    assert.equal(again.headers.get("idempotent-replayed"), null, "the old key was forgotten");
+    assert.notEqual(again.body.id, old.body.id);
+    const third = await send(app, call(1), "old-key");
     assert.equal(third.headers.get("idempotent-replayed"), "true");
-    assert.equal(third.text, second.text);
+    assert.equal(third.text, again.text);
+    const youngAgain = await send(app, call(2), "young-key");
+    assert.equal(youngAgain.headers.get("idempotent-replayed"), "true", "the young key is kept");
+    assert.equal(youngAgain.text, young.text);
   },
   { SYNC_IDEMPOTENCY_HOURS: "1" },
 );
