@@ -1,61 +1,15 @@
 // SQLite tables, migrations and one function per query; every write takes its room's next revision.
 import type { Db, RawRow, ResultSet, Statement, Value } from "./db.ts";
 
-export interface Room {
-  id: string;
-  created_at: string;
-  meta: unknown;
-  rev: number;
-}
+import type { Agent, Change, Claim, Message, Room, StateEntry } from "./models.ts";
+export type { Agent, Change, Claim, Message, Room, StateEntry };
+
 export interface RoomAuth extends Room {
   token_hash: string | null;
   view_token_hash: string | null;
   trimmed_rev: number;
   agent_id: string | null;
 }
-export interface Agent {
-  id: string;
-  room_id: string;
-  name: string;
-  role: string;
-  joined_at: string;
-  meta: unknown;
-  status: string;
-  note: string | null;
-  last_seen: string | null;
-  rev: number;
-}
-export interface Claim {
-  agent: string;
-  claimed_at: string;
-  expires_at: string | null;
-}
-export interface Message {
-  id: number;
-  room_id: string;
-  from_agent: string | null;
-  to_agent: string | null;
-  kind: string;
-  body: unknown;
-  reply_to: number | null;
-  created_at: string;
-  claim: Claim | null;
-  rev: number;
-}
-export interface StateEntry {
-  room_id: string;
-  scope: string;
-  key: string;
-  value: unknown;
-  version: number;
-  rev: number;
-  updated_at: string;
-  expires_at: string | null;
-}
-export type Change =
-  | { rev: number; type: "message"; message: Message }
-  | { rev: number; type: "agent"; agent: Agent }
-  | { rev: number; type: "state"; deleted: boolean; state: StateEntry };
 
 const MIGRATIONS: string[][] = [[
   `CREATE TABLE rooms (
@@ -881,4 +835,53 @@ export async function releaseIdempotencyKey(db: Db, keyHash: string): Promise<vo
 
 export async function expireIdempotencyKeys(db: Db, before: string): Promise<void> {
   await db.execute({ sql: "DELETE FROM idempotency WHERE created_at < ?", args: [before] });
+}
+
+/** Where a state listing continues: after this scope and key. */
+export interface StateCursor {
+  scope: string;
+  key: string;
+}
+
+/**
+ * A page of a room's live keys in (scope, key) order after `cursor`: at most `limit` entries
+ * and, past the first, at most `maxBytes` of stored values. `next` is where the next page
+ * starts, or null after the last.
+ */
+export async function listStatePage(
+  db: Db,
+  roomId: string,
+  opts: { scope?: string; after?: StateCursor; limit: number; maxBytes: number },
+): Promise<{ entries: StateEntry[]; next: StateCursor | null }> {
+  const entries: StateEntry[] = [];
+  let bytes = 0;
+  let after = opts.after;
+  // Read in chunks, so a page of large values stops early without loading the rest.
+  const chunk = Math.min(64, opts.limit + 1);
+  while (true) {
+    const where = ["room_id = ?1", `deleted = 0 AND (expires_at IS NULL OR expires_at > ?2)`];
+    const args: Value[] = [roomId, now()];
+    if (opts.scope !== undefined) where.push(`scope = ?${args.push(opts.scope)}`);
+    if (after) {
+      where.push(`(scope, key) > (?${args.push(after.scope)}, ?${args.push(after.key)})`);
+    }
+    const rs = await db.execute({
+      sql: `SELECT ${STATE_COLS}, length(CAST(value AS BLOB)) AS size FROM state
+        WHERE ${where.join(" AND ")} ORDER BY scope, key LIMIT ${chunk}`,
+      args,
+    });
+    const rows = objects(rs);
+    for (const r of rows) {
+      const size = Number(r.size);
+      if (entries.length === opts.limit || (entries.length > 0 && bytes + size > opts.maxBytes)) {
+        const last = entries[entries.length - 1];
+        return { entries, next: { scope: last.scope, key: last.key } };
+      }
+      entries.push(toState(r));
+      bytes += size;
+    }
+    if (rows.length < chunk) return { entries, next: null };
+    const last = entries[entries.length - 1];
+    after = { scope: last.scope, key: last.key };
+  }
 }

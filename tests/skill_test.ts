@@ -1,6 +1,6 @@
 // The skill document cannot drift: its curl examples run against the app, its routes match the app's.
 import assert from "node:assert/strict";
-import { DRIVERS, makeApp } from "./helpers.ts";
+import { DRIVERS, makeApp, ROUTE_FILES } from "./helpers.ts";
 import { type Command, jqFilter, parseBlock, Shell } from "./skill_shell.ts";
 
 /** Deliberately not `http://test`: the document must carry the origin it was fetched from. */
@@ -285,9 +285,15 @@ Deno.test("every error code the skill document names is one the server sends, an
   await using t = await makeApp("embedded", ENV);
   const { doc } = await getDoc(t.app.service.fetch);
   const sources = await Promise.all(
-    ["main.ts", "http.ts", "feed.ts", "idempotency.ts"].map((f) =>
-      Deno.readTextFile(new URL(`../${f}`, import.meta.url))
-    ),
+    [
+      "main.ts",
+      "context.ts",
+      "operation.ts",
+      "http.ts",
+      "feed.ts",
+      "idempotency.ts",
+      ...ROUTE_FILES,
+    ].map((f) => Deno.readTextFile(new URL(`../${f}`, import.meta.url))),
   );
   const source = sources.join("\n");
   const section = doc.slice(
