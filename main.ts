@@ -10,6 +10,7 @@ import type { Waiters } from "./feed.ts";
 import { errorBody, HttpError } from "./http.ts";
 import { idempotency } from "./idempotency.ts";
 import { HealthSchema } from "./models.ts";
+import { openApiDocument } from "./openapi.ts";
 import { checkError, mount, type Operation, operation } from "./operation.ts";
 import { agentOperations } from "./routes/agents.ts";
 import { changeOperations } from "./routes/changes.ts";
@@ -219,7 +220,19 @@ export function createService(config: Config = loadConfig()): Service {
     }),
   ];
 
-  const operations = [
+  let document: unknown;
+  pages.push(operation({
+    name: "openapi",
+    method: "GET",
+    path: "/openapi.json",
+    summary: "This API's OpenAPI 3.1 document, generated from the operation definitions",
+    who: "public",
+    answers: { 200: { description: "The OpenAPI document", contentType: "application/json" } },
+    errors: [],
+    handler: (c) => c.json(document ??= openApiDocument(operations, config)),
+  }));
+
+  const operations: Operation[] = [
     ...pages,
     ...roomOperations(api),
     ...agentOperations(api),

@@ -203,6 +203,7 @@ export function messageOperations(api: Api) {
       params: messagePath,
       body: claimBody,
       bodyOptional: true,
+      example: { agent: "worker-1" },
       answers: { 200: { description: "The released message", schema: MessageSchema } },
       errors: [401, 403, 404, 409],
       handler: async (c, { params: { id: roomId, msg_id }, body: b, access: { actor } }) => {
