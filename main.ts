@@ -1,9 +1,9 @@
 // The agent-sync HTTP API: one Hono app composed of the resource modules in routes/; `deno task start` serves it, Val Town imports it.
-import { Hono } from "npm:hono@^4.13.19";
+import { type Context, Hono } from "npm:hono@^4.13.19";
 import { z } from "npm:zod@^4.6.7";
-import { tokenKind } from "./auth.ts";
+import { sha256, tokenKind } from "./auth.ts";
 import { type Config, loadConfig } from "./config.ts";
-import { Api, BEARER, type Env } from "./context.ts";
+import { type Access, Api, BEARER, type Env } from "./context.ts";
 import { dashboardPage, landingPage } from "./dashboard.ts";
 import { type Db, openDb } from "./db.ts";
 import type { Waiters } from "./feed.ts";
@@ -177,7 +177,7 @@ export function createService(config: Config = loadConfig()): Service {
     ];
   }
 
-  const skill = (c: import("npm:hono@^4.13.19").Context<Env>) =>
+  const skill = (c: Context<Env>) =>
     c.body(skillDoc(new URL(c.req.url).origin, config), 200, {
       "Content-Type": "text/markdown; charset=utf-8",
     });
@@ -231,6 +231,72 @@ export function createService(config: Config = loadConfig()): Service {
     errors: [],
     handler: (c) => c.json(document ??= openApiDocument(operations, config)),
   }));
+
+  const mcpAnswers = {
+    200: { description: "A JSON-RPC answer", contentType: "application/json" },
+    202: { description: "A notification, accepted" },
+  };
+  const mcpDescription =
+    "Streamable HTTP, stateless: point an MCP client (Claude Code, Cursor, …) here with `Authorization: Bearer <agent token>`. The tools mirror the REST operations.";
+  pages.push(
+    operation({
+      name: "mcp",
+      method: "POST",
+      path: "/mcp",
+      summary: "MCP endpoint: the token decides the room and the agent",
+      description: mcpDescription,
+      who: "custom",
+      answers: mcpAnswers,
+      errors: [401, 404],
+      handler: async (c) => {
+        if (api.open) {
+          throw new HttpError(
+            400,
+            "invalid_path",
+            "Open mode has no tokens to name the room: connect to /rooms/<room id>/mcp?agent=<your agent id>",
+          );
+        }
+        const token = api.bearer(c);
+        if (token === null || tokenKind(token) === null) {
+          throw new HttpError(
+            401,
+            "unauthorized",
+            "Missing token: send Authorization: Bearer <agent token> (or a room or view token)",
+            {},
+            { "WWW-Authenticate": 'Bearer realm="agent-sync"' },
+          );
+        }
+        const found = await q.findTokenRoom(c.get("db"), sha256(token));
+        if (!found) throw api.refused(c, "(the token's room)");
+        return await mcp(c, found.roomId, await api.access(c, found.roomId));
+      },
+    }),
+    operation({
+      name: "roomMcp",
+      method: "POST",
+      path: "/rooms/:id/mcp",
+      summary: "MCP endpoint for one room; in open mode `?agent=` names who you are",
+      description: mcpDescription,
+      who: "read",
+      params: z.object({ id: api.in.id }),
+      query: z.strictObject({ agent: api.in.id.optional() }),
+      answers: mcpAnswers,
+      errors: [401, 404],
+      handler: (c, { params, query, access }) => mcp(c, params.id, access, query.agent),
+    }),
+  );
+
+  async function mcp(c: Context<Env>, roomId: string, access: Access, agent?: string) {
+    const { serveMcp } = await import("./mcp.ts");
+    const actor = access.actor;
+    return serveMcp(c.req.raw, {
+      roomId,
+      agentId: actor.kind === "agent" ? actor.agentId : api.open ? agent ?? null : null,
+      readOnly: actor.kind === "view",
+      authorization: c.req.header("authorization") ?? null,
+      fetch: async (r) => await app.fetch(r, c.env),
+    }, operations);
+  }
 
   const operations: Operation[] = [
     ...pages,

@@ -16,7 +16,7 @@ function clean(schema: Json): Json {
  * A schema as JSON Schema; the named answer shapes it uses become references to the document's
  * components (they are converted once there, from the registry).
  */
-function jsonSchema(schema: z.ZodType, io: "input" | "output"): Json {
+export function jsonSchema(schema: z.ZodType, io: "input" | "output"): Json {
   const { $defs: _defs, ...rest } = clean(
     z.toJSONSchema(schema, { io, unrepresentable: "any" }) as Json,
   );

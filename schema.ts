@@ -91,6 +91,12 @@ const MIGRATIONS: string[][] = [[
       UPDATE rooms SET rev = NEW.rev, active_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
       WHERE id = NEW.room_id AND rev < NEW.rev; END`,
   ]),
+], [
+  // MCP clients connect to /mcp with a token alone: find its room (and agent) by its hash.
+  `CREATE INDEX IF NOT EXISTS agents_token_hash ON agents (token_hash) WHERE token_hash IS NOT NULL`,
+  `CREATE INDEX IF NOT EXISTS rooms_token_hash ON rooms (token_hash) WHERE token_hash IS NOT NULL`,
+  `CREATE INDEX IF NOT EXISTS rooms_view_token_hash ON rooms (view_token_hash)
+    WHERE view_token_hash IS NOT NULL`,
 ]];
 
 /** Applies every migration not yet recorded in `_migrations`, each with its record in one batch. */
@@ -242,6 +248,22 @@ export async function getRoomAuth(
     trimmed_rev: Number(r.trimmed_rev),
     agent_id: r.agent_id === null ? null : String(r.agent_id),
   };
+}
+
+/** The room a token hash belongs to, as its room, view or one of its agents' token. */
+export async function findTokenRoom(
+  db: Db,
+  tokenHash: string,
+): Promise<{ roomId: string; agentId: string | null } | null> {
+  const rs = await db.execute({
+    sql: `SELECT room_id, id AS agent_id FROM agents WHERE token_hash = ?1
+      UNION ALL SELECT id, NULL FROM rooms WHERE token_hash = ?1 OR view_token_hash = ?1
+      LIMIT 1`,
+    args: [tokenHash],
+  });
+  const r = objects(rs)[0];
+  if (!r) return null;
+  return { roomId: String(r.room_id), agentId: r.agent_id === null ? null : String(r.agent_id) };
 }
 
 export async function listRooms(db: Db, limit: number): Promise<Room[]> {

@@ -369,6 +369,9 @@ plus details such as \`current\`, \`claim\`, \`fields\`, \`retry_after\`, \`trim
 GET    /                                   this document (a browser gets the dashboard; ?room=<id> shows a room)
 GET    /SKILL.md                           this document
 GET    /health                             {"ok":true,"auth":"token"|"open"}
+GET    /openapi.json                       the OpenAPI 3.1 document of this API
+POST   /mcp                                MCP (Streamable HTTP): the bearer token decides room and agent
+POST   /rooms/:id/mcp                      MCP for one room (open mode: ?agent=<your id>)
 POST   /rooms                              create a room {id?, meta?} → 201 with token, view_token (existing id + its token → 200)
 GET    /rooms                              list rooms (admin token only; [] otherwise)
 GET    /rooms/:id                          the room {id, created_at, meta, rev}
