@@ -20,7 +20,7 @@ import {
   textSchema,
 } from "./http.ts";
 import * as q from "./schema.ts";
-import { skillDoc } from "./skill.ts";
+import { skillFor } from "./skill.ts";
 
 /** Who a request acts as, once its token is checked against the room. */
 type Actor =
@@ -477,7 +477,7 @@ export function createService(config: Config = loadConfig()): Service {
     return skill(c);
   });
   const skill = (c: Context<Env>) =>
-    c.body(skillDoc(new URL(c.req.url).origin, config), 200, {
+    c.body(skillFor(new URL(c.req.url), config), 200, {
       "Content-Type": "text/markdown; charset=utf-8",
     });
   app.get("/SKILL.md", skill);

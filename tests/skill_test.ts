@@ -1,14 +1,30 @@
-// The skill document cannot drift: its curl examples run against the app, its routes match the app's.
+// The skill document cannot drift: a lead and a worker run its blocks literally, as fresh shells.
 import assert from "node:assert/strict";
 import { DRIVERS, makeApp } from "./helpers.ts";
-import { type Command, jqFilter, parseBlock, Shell } from "./skill_shell.ts";
+import { type CurlRun, globMatch, jqFilter, parseBlock, Shell } from "./skill_shell.ts";
+import { routeTable, SECTIONS, skillDoc, skillFull } from "../skill.ts";
+import { loadConfig } from "../config.ts";
 
 /** Deliberately not `http://test`: the document must carry the origin it was fetched from. */
 const ORIGIN = "http://skill.example:8123";
 const ENV = { SYNC_MAX_WAIT: "1" };
+const MODES: { name: string; env: Record<string, string> }[] = [
+  { name: "token mode", env: ENV },
+  { name: "open mode", env: { ...ENV, SYNC_AUTH: "open" } },
+];
+const DOCS = [{ name: "short guide", path: "/SKILL.md" }, {
+  name: "full document",
+  path: "/SKILL.md?full",
+}];
+const MAX_SHORT_BYTES = 10 * 1024;
+
+type Fetch = (req: Request) => Response | Promise<Response>;
+type Agent = "lead" | "worker";
 
 interface Block {
   lang: string;
+  /** Who runs it in the walkthrough: the fence's words after the language; none is everyone. */
+  who: Agent[];
   text: string;
   /** 1-based line of the opening fence in the document. */
   line: number;
@@ -18,9 +34,12 @@ function codeBlocks(doc: string): Block[] {
   const blocks: Block[] = [];
   let open: Block | null = null;
   for (const [i, l] of doc.split("\n").entries()) {
-    const fence = /^```(\S*)\s*$/.exec(l);
-    if (fence && !open) open = { lang: fence[1], text: "", line: i + 1 };
-    else if (fence && open) blocks.push(open), open = null;
+    const fence = /^```(\S*)((?: \S+)*)\s*$/.exec(l);
+    if (fence && !open) {
+      const who = fence[2].trim().split(" ").filter((w) => w !== "");
+      for (const w of who) assert.ok(w === "lead" || w === "worker", `line ${i + 1}: ${w}?`);
+      open = { lang: fence[1], who: who as Agent[], text: "", line: i + 1 };
+    } else if (fence && open) blocks.push(open), open = null;
     else if (open) open.text += l + "\n";
   }
   assert.equal(open, null, "the document ends inside a code block");
@@ -71,31 +90,83 @@ function sameShape(sample: unknown, actual: unknown, path = "$"): string[] {
   });
 }
 
-/** Runs every example of the document in order against `fetch`; throws at the first wrong one. */
-async function runExamples(doc: string, fetch: (req: Request) => Response | Promise<Response>) {
-  const shell = new Shell(fetch);
-  let previous: { block: Block; runs: number } | null = null;
+/** One agent running one block in a fresh shell. */
+interface Step {
+  agent: Agent;
+  block: Block;
+  runs: CurlRun[];
+  stdout: string;
+  vars: Map<string, string>;
+}
+
+interface Flow {
+  steps: Step[];
+  /** Each agent's working directory. */
+  files: Record<Agent, Map<string, string>>;
+}
+
+interface FlowOptions {
+  /** The fetch an agent's curl goes through (to stage a race); the app's by default. */
+  fetchFor?: (agent: Agent, flow: Flow) => Fetch;
+  /** Skips blocks, as an agent that did not get there would. */
+  skip?: (block: Block, agent: Agent) => boolean;
+  /** Stops after this step. */
+  stopAfter?: (step: Step) => boolean;
+  /** Throws at the first step with a problem (see stepProblems). */
+  strict?: boolean;
+}
+
+/** The variables a sync.env-style file sets, the last line of a name winning. */
+function envOf(text: string | undefined): Record<string, string> {
+  return Object.fromEntries(
+    (text ?? "").split("\n").filter((l) => l.includes("=")).map((l) => {
+      const i = l.indexOf("=");
+      return [l.slice(0, i), l.slice(i + 1)];
+    }),
+  );
+}
+
+/**
+ * A lead and a worker follow the document literally: each ```sh block runs, in document order,
+ * for each agent it names (both when it names none; the lead first), in a fresh shell in that
+ * agent's own directory. The ```text worker block is the worker saving what the lead's last
+ * invite printed as its sync.env. A ```json block is compared with the answer before it.
+ */
+async function runFlow(doc: string, fetch: Fetch, options: FlowOptions = {}): Promise<Flow> {
+  const flow: Flow = { steps: [], files: { lead: new Map(), worker: new Map() } };
+  let previous = null as Step | null;
   for (const block of codeBlocks(doc)) {
-    const where = `example block at line ${block.line}`;
+    const where = `block at line ${block.line}`;
     if (block.lang === "sh") {
-      const before = shell.runs.length;
-      let cmds: Command[];
-      try {
-        cmds = parseBlock(block.text);
-      } catch (err) {
-        throw new Error(`${where}: ${(err as Error).message}`);
-      }
-      for (const cmd of cmds) {
+      for (const agent of block.who.length > 0 ? block.who : ["lead", "worker"] as const) {
+        if (options.skip?.(block, agent)) continue;
+        const shell = new Shell(options.fetchFor?.(agent, flow) ?? fetch, flow.files[agent]);
+        const step: Step = { agent, block, runs: shell.runs, stdout: "", vars: shell.vars };
         try {
-          await shell.run(cmd);
+          await shell.runBlock(block.text);
         } catch (err) {
-          throw new Error(`${where}, line ${cmd.line}: ${(err as Error).message}`);
+          throw new Error(`${where}, run by the ${agent}: ${(err as Error).message}`);
+        } finally {
+          step.stdout = shell.stdout;
         }
+        flow.steps.push(step);
+        previous = step;
+        const problems = options.strict ? stepProblems(step, flow) : [];
+        if (problems.length > 0) throw new Error(problems.join("\n"));
+        if (options.stopAfter?.(step)) return flow;
       }
-      previous = { block, runs: shell.runs.length - before };
+    } else if (block.lang === "text" && block.who.includes("worker")) {
+      const invite = flow.steps.findLast((s) => s.agent === "lead" && s.vars.has("AGENT"));
+      assert.ok(invite, `${where}: the worker joins before the lead invited anyone`);
+      const file = flow.files.lead.get(`${invite.vars.get("AGENT")}.env`);
+      assert.ok(file, `${where}: the lead's invite wrote no ${invite.vars.get("AGENT")}.env`);
+      const names = (text: string) => text.trim().split("\n").map((l) => l.split("=")[0]);
+      assert.deepEqual(names(file), names(block.text), `${where}: the invite gives these lines`);
+      flow.files.worker.set("sync.env", file);
+      previous = null;
     } else if (block.lang === "json") {
-      assert.ok(previous && previous.runs > 0, `${where}: a sample response follows no example`);
-      const last = shell.runs[shell.runs.length - 1];
+      const last: CurlRun | undefined = previous?.runs[previous.runs.length - 1];
+      assert.ok(last, `${where}: a sample response follows no example`);
       const problems = sameShape(JSON.parse(block.text), JSON.parse(last.text));
       assert.deepEqual(problems, [], `${where}: sample response of ${last.method} ${last.url}`);
       previous = null;
@@ -104,7 +175,414 @@ async function runExamples(doc: string, fetch: (req: Request) => Response | Prom
       previous = null;
     }
   }
-  return shell;
+  return flow;
+}
+
+/**
+ * What an agent following the flow could be misled by: a status the document does not expect
+ * (every answer is 2xx unless a `# → NNN` comment says otherwise, also where the block checks
+ * the status itself), a variable saved as null or empty, a request to a null id, answers that
+ * run together on one line, and a listing with nothing in it (it demonstrates nothing).
+ */
+function stepProblems({ agent, block, runs, stdout }: Step, flow: Flow): string[] {
+  const problems: string[] = [];
+  const where = `${agent}, block at line ${block.line}`;
+  for (const r of runs) {
+    const ok = r.expect ? r.expect.includes(r.status) : r.status >= 200 && r.status < 300;
+    if (!ok) {
+      problems.push(
+        `${where}, line ${r.line}: ${r.method} ${r.url} answered ${r.status}, expected ${
+          r.expect?.join(" or ") ?? "2xx"
+        }: ${r.text}`,
+      );
+    }
+    if (/\/(null|undefined)?\//.test(new URL(r.url).pathname + "/")) {
+      problems.push(`${where}: a request to ${r.url}`);
+    }
+    if (r.method === "GET" && r.status === 200) {
+      const body = JSON.parse(r.text);
+      const list = Array.isArray(body) ? body : body.changes;
+      if (list?.length === 0) problems.push(`${where}: GET ${r.url} listed nothing`);
+    }
+  }
+  if (stdout !== "" && !stdout.endsWith("\n")) problems.push(`${where}: output ends mid-line`);
+  for (const l of stdout.split("\n").filter((l) => /^[{[]/.test(l))) {
+    try {
+      JSON.parse(l);
+    } catch {
+      problems.push(`${where}: output line is not one JSON answer: ${l}`);
+    }
+  }
+  for (const [name, text] of flow.files[agent]) {
+    if (!name.endsWith(".env")) continue;
+    for (const l of text.split("\n").filter((l) => l !== "")) {
+      if (/=(null)?$/.test(l)) problems.push(`${where}: ${name} holds ${JSON.stringify(l)}`);
+    }
+  }
+  return problems;
+}
+
+async function getDoc(fetch: Fetch, path = "/SKILL.md", origin = ORIGIN) {
+  const res = await fetch(new Request(origin + path, { headers: { accept: "*/*" } }));
+  return { res, doc: await res.text() };
+}
+
+/** Runs the walkthrough and throws at the first step with a problem. */
+function checkDoc(doc: string, fetch: Fetch): Promise<Flow> {
+  return runFlow(doc, fetch, { strict: true });
+}
+
+async function roomGet(fetch: Fetch, flow: Flow, path: string) {
+  const env = envOf(flow.files.lead.get("sync.env"));
+  const headers: Record<string, string> = env.TOKEN ? { authorization: `Bearer ${env.TOKEN}` } : {};
+  const res = await fetch(new Request(`${env.BASE}/rooms/${env.ROOM}${path}`, { headers }));
+  return await res.json();
+}
+
+Deno.test("GET /SKILL.md serves the short guide as markdown with this server's base URL", async () => {
+  await using t = await makeApp("embedded", ENV);
+  const fetch = t.app.service.fetch;
+  const { res, doc } = await getDoc(fetch);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type") ?? "", /^text\/markdown\b/);
+  const meta = frontMatter(doc);
+  assert.deepEqual(Object.keys(meta).sort(), ["description", "name"]);
+  assert.equal(meta.name, "agent-sync");
+  assert.ok(meta.description.length <= 1024, "the description fits SKILL.md's 1024 characters");
+  assert.match(meta.description, /other AI agents/);
+  assert.match(meta.description, /Use it when/);
+  assert.ok(meta.description.includes(ORIGIN), "the description names this server");
+  assert.ok(doc.includes(`echo "BASE=${ORIGIN}" > sync.env\n`), "BASE is this server's origin");
+  assert.ok(!doc.includes("http://test"), "no other origin is baked in");
+
+  const root = await getDoc(fetch, "/");
+  assert.equal(root.res.status, 200);
+  assert.match(root.res.headers.get("content-type") ?? "", /^text\/markdown\b/);
+  assert.equal(root.doc, doc, "a client that does not ask for HTML gets the same document at /");
+  assert.equal((await getDoc(fetch, "/?full")).doc, (await getDoc(fetch, "/SKILL.md?full")).doc);
+});
+
+for (const mode of MODES) {
+  Deno.test(`the short guide is at most 10 KB, workflow first, the reference one link away (${mode.name})`, async () => {
+    await using t = await makeApp("embedded", mode.env);
+    // A long origin, as on a hosted val, counts: it appears in the text several times.
+    const origin = "https://someone-agentsync-main.web.val.run";
+    const { doc } = await getDoc(t.app.service.fetch, "/SKILL.md", origin);
+    const bytes = new TextEncoder().encode(doc).length;
+    assert.ok(bytes <= MAX_SHORT_BYTES, `the short guide is ${bytes} bytes`);
+    const headings = [...doc.matchAll(/^## (.*)$/gm)].map((m) => m[1]);
+    assert.match(headings[0], /^1\. Lead: create the room/);
+    assert.ok(doc.includes(`${origin}/SKILL.md?full`), "it links the full document");
+    for (const s of SECTIONS) assert.ok(doc.includes(`\`${s}\``), `it names section ${s}`);
+    assert.doesNotMatch(doc, /^## (Errors|Reference)/m, "the reference is not in the short guide");
+    const full = (await getDoc(t.app.service.fetch, "/SKILL.md?full", origin)).doc;
+    assert.ok(new TextEncoder().encode(full).length > bytes);
+    assert.ok(full.startsWith(doc.slice(0, doc.indexOf("\n## More"))), "the full one goes on");
+  });
+}
+
+Deno.test("?section=<name> serves one part of the full document; an unknown one is a 404", async () => {
+  await using t = await makeApp("embedded", ENV);
+  const fetch = t.app.service.fetch;
+  const full = (await getDoc(fetch, "/SKILL.md?full")).doc;
+  for (const s of SECTIONS) {
+    const { res, doc } = await getDoc(fetch, `/SKILL.md?section=${s}`);
+    assert.equal(res.status, 200, s);
+    assert.match(res.headers.get("content-type") ?? "", /^text\/markdown\b/);
+    const body = doc.slice(doc.indexOf("\n## "));
+    assert.ok(body.length > 200, `section ${s} has content`);
+    assert.ok(full.includes(body), `section ${s} is part of the full document, word for word`);
+  }
+  const { res, doc } = await getDoc(fetch, "/SKILL.md?section=nope");
+  assert.equal(res.status, 404);
+  const err = JSON.parse(doc);
+  assert.equal(err.error, "not_found");
+  assert.match(err.message, /section "nope".*state/);
+});
+
+for (const driver of DRIVERS) {
+  for (const mode of MODES) {
+    for (const { name, path } of DOCS) {
+      Deno.test(`a lead and a worker following the ${name} block by block never hit a hidden failure (${mode.name}) [${driver}]`, async () => {
+        await using t = await makeApp(driver, mode.env);
+        const fetch = t.app.service.fetch;
+        const { doc } = await getDoc(fetch, path);
+        const flow = await checkDoc(doc, fetch);
+        const open = mode.env.SYNC_AUTH === "open";
+        const runs = flow.steps.flatMap((s) => s.runs);
+        assert.ok(runs.every((r) => r.url.startsWith(`${ORIGIN}/`)), "every URL starts at $BASE");
+        assert.ok(flow.steps.some((s) => s.agent === "worker"), "the worker ran blocks");
+
+        const lead = envOf(flow.files.lead.get("sync.env"));
+        const worker = envOf(flow.files.worker.get("sync.env"));
+        assert.equal(lead.ME, "lead");
+        assert.equal(worker.ME, "worker-1");
+        assert.equal(worker.ROOM, lead.ROOM);
+        if (open) {
+          assert.deepEqual([lead.TOKEN, lead.ROOM_TOKEN, worker.TOKEN], [
+            undefined,
+            undefined,
+            undefined,
+          ]);
+        } else {
+          assert.match(lead.ROOM_TOKEN, /^as_room_/);
+          assert.match(lead.VIEW_TOKEN, /^as_view_/);
+          assert.match(lead.TOKEN, /^as_agent_/);
+          assert.match(worker.TOKEN, /^as_agent_/);
+          assert.notEqual(worker.TOKEN, lead.TOKEN);
+          assert.equal(worker.ROOM_TOKEN, undefined, "the worker never holds the room token");
+        }
+        // Every non-2xx answer is one the document announces.
+        const unusual = flow.steps.flatMap((s) =>
+          s.runs.filter((r) => r.status >= 300).map((r) => `${s.agent} ${r.method} ${r.status}`)
+        );
+        const expected = ["lead GET 404"]; // the first read of the plan, before anyone wrote it
+        if (path.includes("full")) {
+          if (!open) expected.push("worker POST 403"); // an agent token inviting someone
+          expected.push("worker PUT 409"); // the stale write
+        }
+        assert.deepEqual(unusual, expected);
+
+        // What the agents did is really in the room: the task was claimed, done and answered.
+        assert.match(
+          flow.steps.find((s) => s.stdout.includes("Claimed task"))!.stdout,
+          /^Claimed task \d+: do it\n$/,
+        );
+        const thread = await roomGet(fetch, flow, `/messages?thread=${worker.TASK}`);
+        assert.deepEqual(thread.map((m: { kind: string }) => m.kind), ["task", "result"]);
+        assert.deepEqual(thread.map((m: { from_agent: string }) => m.from_agent), [
+          "lead",
+          "worker-1",
+        ]);
+        const plan = await roomGet(fetch, flow, "/state?key=plan");
+        if (path.includes("full")) {
+          assert.deepEqual(plan.value.done, ["tokenizer", "parser"]);
+          assert.equal(plan.version, 3);
+          assert.equal(
+            (await roomGet(fetch, flow, "/state?scope=worker-1&key=progress")).value,
+            "parser done",
+          );
+        } else {
+          assert.equal(plan.version, 2, "both wrote the plan with compare-and-set");
+          assert.equal(thread[0].claim.agent, "worker-1");
+          assert.equal(thread[0].claim.expires_at, null, "the done task stays claimed");
+          assert.equal((await roomGet(fetch, flow, "/agents/worker-1")).status, "busy");
+        }
+      });
+    }
+  }
+}
+
+/** The walkthrough of the short guide in a fresh app, with options to stage what goes wrong. */
+async function walk(mode: typeof MODES[number], options: (fetch: Fetch) => FlowOptions) {
+  const t = await makeApp("embedded", mode.env);
+  const fetch = t.app.service.fetch;
+  const { doc } = await getDoc(fetch);
+  const flow = await runFlow(doc, fetch, { strict: false, ...options(fetch) });
+  return { t, fetch, flow, doc };
+}
+
+const isClaimBlock = (b: Block) => b.text.includes("unclaimed=true");
+
+/** The request an agent makes as the lead, behind the worker's back. */
+function asLead(fetch: Fetch, flow: Flow, method: string, path: string, body: unknown) {
+  const env = envOf(flow.files.lead.get("sync.env"));
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (env.TOKEN) headers.authorization = `Bearer ${env.TOKEN}`;
+  return fetch(
+    new Request(`${env.BASE}/rooms/${env.ROOM}${path}`, {
+      method,
+      headers,
+      body: JSON.stringify(body),
+    }),
+  );
+}
+
+for (const mode of MODES) {
+  Deno.test(`with no open task, the worker's claim block says so and claims nothing (${mode.name})`, async () => {
+    const { t, flow } = await walk(mode, () => ({
+      skip: (b) => b.text.includes('"kind":"task"'),
+      stopAfter: (s) => isClaimBlock(s.block),
+    }));
+    await using _ = t;
+    const step = flow.steps[flow.steps.length - 1];
+    assert.equal(step.stdout, "No open task: listen (section 3), then run this again\n");
+    assert.deepEqual(step.runs.map((r) => r.method), ["GET"], "no claim was attempted");
+    assert.doesNotMatch(flow.files.worker.get("sync.env")!, /TASK=/);
+  });
+
+  Deno.test(`a worker that loses the race for a task is told so and does not record it (${mode.name})`, async () => {
+    const { t, flow } = await walk(mode, (fetch) => ({
+      fetchFor: (agent, flow) => async (req) => {
+        if (agent === "worker" && req.method === "POST" && req.url.endsWith("/claim")) {
+          const path = new URL(req.url).pathname.replace(/^\/rooms\/[^/]+/, "");
+          const won = await asLead(fetch, flow, "POST", path, { agent: "lead" });
+          assert.equal(won.status, 200);
+        }
+        return fetch(req);
+      },
+      stopAfter: (s) => isClaimBlock(s.block),
+    }));
+    await using _ = t;
+    const step = flow.steps[flow.steps.length - 1];
+    assert.match(
+      step.stdout,
+      /^Another agent took task \d+ first: run this again for the next one\n$/,
+    );
+    assert.deepEqual(step.runs.map((r) => r.status), [200, 409]);
+    assert.doesNotMatch(flow.files.worker.get("sync.env")!, /TASK=/);
+    // Run again, as it says: the only task is taken, so there is none for the worker.
+    const again = new Shell(t.app.service.fetch, flow.files.worker);
+    await again.runBlock(step.block.text);
+    assert.equal(again.stdout, "No open task: listen (section 3), then run this again\n");
+  });
+
+  Deno.test(`a compare-and-set that loses the race writes nothing and says to run it again (${mode.name})`, async () => {
+    const isStateBlock = (b: Block) => b.text.includes('"key":"plan"') && b.who.length === 0;
+    let raced = false;
+    const { t, flow } = await walk(mode, (fetch) => ({
+      fetchFor: (agent, flow) => async (req) => {
+        if (agent === "worker" && req.method === "PUT" && !raced) {
+          raced = true;
+          const won = await asLead(fetch, flow, "PUT", "/state", {
+            key: "plan",
+            value: "the lead's",
+          });
+          assert.equal(won.status, 200);
+        }
+        return fetch(req);
+      },
+      stopAfter: (s) => s.agent === "worker" && isStateBlock(s.block),
+    }));
+    await using _ = t;
+    const step = flow.steps[flow.steps.length - 1];
+    assert.equal(
+      step.stdout,
+      "plan changed since you read it: nothing written; run this again on the new value\n",
+    );
+    const plan = await roomGet(t.app.service.fetch, flow, "/state?key=plan");
+    assert.deepEqual([plan.version, plan.value], [2, "the lead's"]);
+    const again = new Shell(t.app.service.fetch, flow.files.worker);
+    await again.runBlock(step.block.text);
+    assert.equal(again.stdout, "plan is at version 3\n");
+  });
+}
+
+const HAVE_TOOLS = await new Deno.Command("bash", {
+  args: ["-c", "command -v curl && command -v jq"],
+  stdout: "null",
+  stderr: "null",
+}).output().then((r) => r.success, () => false);
+
+/** Replaces what differs between two servers (room ids, tokens, timestamps) in output. */
+function normalized(text: string): string {
+  return text.split("\n").map((l) => {
+    if (/^[{[]/.test(l)) return JSON.stringify(shape(JSON.parse(l)));
+    return l.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, "<uuid>")
+      .replace(/as_(room|view|agent)_[A-Za-z0-9_-]{43}/g, "as_$1_<token>");
+  }).join("\n");
+}
+
+function shape(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(shape);
+  if (v !== null && typeof v === "object") {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, shape(x)]));
+  }
+  return typeof v;
+}
+
+for (const mode of MODES) {
+  Deno.test({
+    name:
+      `the walkthrough runs the same in real bash, curl and jq, fresh shells, against a real server (${mode.name})`,
+    ignore: !HAVE_TOOLS,
+    fn: async () => {
+      const dir = await Deno.makeTempDir();
+      const dirs = { lead: `${dir}/lead`, worker: `${dir}/worker` };
+      await Deno.mkdir(dirs.lead), await Deno.mkdir(dirs.worker);
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = (listener.addr as Deno.NetAddr).port;
+      listener.close();
+      const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+      const server = new Deno.Command(Deno.execPath(), {
+        args: config.tasks.start.split(/\s+/).slice(1),
+        cwd: new URL("..", import.meta.url).pathname,
+        env: {
+          ...mode.env,
+          PORT: String(port),
+          SYNC_HOST: "127.0.0.1",
+          SYNC_DB: `${dir}/db.sqlite`,
+          SYNC_RATE_LIMIT: "off",
+        },
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+      try {
+        const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+        for (let out = ""; !out.includes("listening");) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`server exited before listening: ${out}`);
+          out += value;
+        }
+        const base = `http://127.0.0.1:${port}`;
+        const doc = await (await fetch(`${base}/SKILL.md?full`)).text();
+        // The same walkthrough in-process, with the same origin, to compare with.
+        await using t = await makeApp("embedded", mode.env);
+        const inProcess = await runFlow(
+          (await getDoc(t.app.service.fetch, "/SKILL.md?full", base)).doc,
+          t.app.service.fetch,
+        );
+        assert.equal(inProcess.steps.length > 20, true);
+        // Each curl also reports its status on stderr; the example's own -w output stays.
+        const wrapper = `curl() {
+  local args=() w=""
+  while [ $# -gt 0 ]; do
+    if [ "$1" = -w ]; then w=$2; shift 2; else args+=("$1"); shift; fi
+  done
+  command curl "\${args[@]}" -w "$w%{stderr}%{http_code} %{method}\\n"
+}`;
+        let i = 0;
+        for (const block of codeBlocks(doc)) {
+          if (block.lang === "text" && block.who.includes("worker")) {
+            const agent = /^AGENT=(\S+)$/m.exec(inProcess.steps[i - 1].block.text)![1];
+            await Deno.copyFile(`${dirs.lead}/${agent}.env`, `${dirs.worker}/sync.env`);
+          }
+          if (block.lang !== "sh") continue;
+          for (const agent of block.who.length > 0 ? block.who : ["lead", "worker"] as const) {
+            const expected = inProcess.steps[i++];
+            assert.equal(expected.agent, agent);
+            const bash = await new Deno.Command("bash", {
+              args: ["-c", `${wrapper}\n${block.text}`],
+              cwd: dirs[agent],
+              stdout: "piped",
+              stderr: "piped",
+            }).output();
+            const stderr = new TextDecoder().decode(bash.stderr);
+            const where = `${agent}, block at line ${block.line}`;
+            assert.ok(bash.success, `${where}: bash failed: ${stderr}`);
+            assert.deepEqual(
+              stderr.trim().split("\n").filter((l) => l !== "").map((l) =>
+                l.split(" ").reverse().join(" ")
+              ),
+              expected.runs.map((r) => `${r.method} ${r.status}`),
+              where,
+            );
+            assert.equal(
+              normalized(new TextDecoder().decode(bash.stdout)),
+              normalized(expected.stdout),
+              `${where}: the same output`,
+            );
+          }
+        }
+        assert.equal(i, inProcess.steps.length);
+        await reader.cancel();
+      } finally {
+        server.kill();
+        await server.status;
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
 }
 
 /** Routes named as `METHOD /path` anywhere in `text`, query strings dropped. */
@@ -128,172 +606,64 @@ function routeProblems(doc: string, appRoutes: Set<string>): string[] {
   ];
 }
 
-async function getDoc(fetch: (req: Request) => Response | Promise<Response>, path = "/SKILL.md") {
-  const res = await fetch(new Request(ORIGIN + path, { headers: { accept: "*/*" } }));
-  return { res, doc: await res.text() };
-}
-
-Deno.test("GET /SKILL.md serves the skill document as markdown with this server's base URL", async () => {
-  await using t = await makeApp("embedded", ENV);
-  const fetch = t.app.service.fetch;
-  const { res, doc } = await getDoc(fetch);
-  assert.equal(res.status, 200);
-  assert.match(res.headers.get("content-type") ?? "", /^text\/markdown\b/);
-  const meta = frontMatter(doc);
-  assert.deepEqual(Object.keys(meta).sort(), ["description", "name"]);
-  assert.equal(meta.name, "agent-sync");
-  assert.ok(meta.description.length <= 1024, "the description fits SKILL.md's 1024 characters");
-  assert.match(meta.description, /other AI agents/);
-  assert.match(meta.description, /Use it when/);
-  assert.ok(meta.description.includes(ORIGIN), "the description names this server");
-  assert.ok(doc.includes(`\nBASE=${ORIGIN}\n`), "BASE is set to this server's origin");
-  assert.ok(!doc.includes("http://test"), "no other origin is baked in");
-  const body = doc.slice(doc.indexOf("\n---\n", 4) + 5);
-  assert.ok(body.split("\n").length < 500, "the body is under 500 lines");
-
-  const root = await getDoc(fetch, "/");
-  assert.equal(root.res.status, 200);
-  assert.match(root.res.headers.get("content-type") ?? "", /^text\/markdown\b/);
-  assert.equal(root.doc, doc, "a client that does not ask for HTML gets the same document at /");
-});
-
-for (const driver of DRIVERS) {
-  Deno.test(`every example in the skill document runs and answers as the document says [${driver}]`, async () => {
-    await using t = await makeApp(driver, ENV);
-    const fetch = t.app.service.fetch;
-    const { doc } = await getDoc(fetch);
-    const shell = await runExamples(doc, fetch);
-
-    assert.equal(shell.vars.get("BASE"), ORIGIN);
-    for (const name of ["ROOM", "ROOM_TOKEN", "VIEW_TOKEN", "ME", "TOKEN", "TASK", "VERSION"]) {
-      assert.ok(shell.vars.has(name), `an example sets $${name}`);
-    }
-    assert.match(shell.vars.get("ROOM_TOKEN")!, /^as_room_/);
-    assert.match(shell.vars.get("VIEW_TOKEN")!, /^as_view_/);
-    assert.match(shell.vars.get("TOKEN")!, /^as_agent_/);
-    assert.ok(shell.runs.length >= 25, `${shell.runs.length} curl examples ran`);
-    assert.ok(shell.runs.every((r) => r.url.startsWith(`${ORIGIN}/`)), "every URL starts at $BASE");
-    const expected = shell.runs.filter((r) => r.expect !== undefined).map((r) => r.status);
-    assert.deepEqual(expected, [409, 409], "the two examples marked → 409 are the failures");
-
-    // Each listing shows something: an example that waits out its `wait` demonstrates nothing.
-    for (const r of shell.runs.filter((r) => r.method === "GET")) {
-      const body = JSON.parse(r.text);
-      const list = Array.isArray(body) ? body : body.changes;
-      if (list) assert.ok(list.length > 0, `GET ${r.url} (line ${r.line}) returned an empty list`);
-    }
-
-    // What the examples did is really in the room: the task was claimed, done and answered.
-    const room = shell.vars.get("ROOM")!;
-    const token = shell.vars.get("ROOM_TOKEN")!;
-    const get = async (path: string) => {
-      const res = await fetch(
-        new Request(`${ORIGIN}/rooms/${room}${path}`, {
-          headers: { authorization: `Bearer ${token}` },
-        }),
-      );
-      return await res.json();
-    };
-    const thread = await get(`/messages?thread=${shell.vars.get("TASK")}`);
-    assert.deepEqual(thread.map((m: { kind: string }) => m.kind), ["task", "result"]);
-    assert.equal(thread[1].from_agent, "worker-1");
-    const plan = await get("/state?key=plan");
-    assert.deepEqual(plan.value.done, ["tokenizer", "parser"]);
-    assert.equal(plan.version, 3);
-    assert.equal((await get("/agents/worker-1")).status, "busy");
-  });
-}
-
-const HAVE_TOOLS = await new Deno.Command("bash", {
-  args: ["-c", "command -v curl && command -v jq"],
-  stdout: "null",
-  stderr: "null",
-}).output().then((r) => r.success, () => false);
-
-Deno.test({
-  name: "the examples run the same in real bash, curl and jq against a real server process",
-  ignore: !HAVE_TOOLS,
-  fn: async () => {
-    const dir = await Deno.makeTempDir();
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (listener.addr as Deno.NetAddr).port;
-    listener.close();
-    const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
-    const server = new Deno.Command(Deno.execPath(), {
-      args: config.tasks.start.split(/\s+/).slice(1),
-      cwd: new URL("..", import.meta.url).pathname,
-      env: {
-        ...ENV,
-        PORT: String(port),
-        SYNC_HOST: "127.0.0.1",
-        SYNC_DB: `${dir}/db.sqlite`,
-        SYNC_RATE_LIMIT: "off",
-      },
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    try {
-      const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      for (let out = ""; !out.includes("listening");) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`server exited before listening: ${out}`);
-        out += value;
-      }
-      const res = await fetch(`http://127.0.0.1:${port}/SKILL.md`);
-      const doc = await res.text();
-      // Each curl also reports its status on stderr; stdout stays what the examples pipe.
-      const script = [
-        "set -eu",
-        `curl() { command curl -w '%{stderr}%{http_code} %{method}\\n' "$@"; }`,
-        ...codeBlocks(doc).filter((b) => b.lang === "sh").map((b) => b.text),
-      ].join("\n");
-      const bash = await new Deno.Command("bash", {
-        args: ["-c", script],
-        cwd: dir,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stderr = new TextDecoder().decode(bash.stderr);
-      assert.ok(bash.success, `bash failed: ${stderr}`);
-      const real = stderr.trim().split("\n").map((l) => l.split(" ").reverse().join(" "));
-
-      await using t = await makeApp("embedded", ENV);
-      const shell = await runExamples((await getDoc(t.app.service.fetch)).doc, t.app.service.fetch);
-      assert.deepEqual(real, shell.runs.map((r) => `${r.method} ${r.status}`));
-      assert.match(await Deno.readTextFile(`${dir}/me.json`), /"token":"as_agent_/);
-      await reader.cancel();
-    } finally {
-      server.kill();
-      await server.status;
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
-});
-
-Deno.test("the skill document's reference lists every route of the app and no other", async () => {
-  await using t = await makeApp("embedded", ENV);
-  const { doc } = await getDoc(t.app.service.fetch);
+function appRoutes(
+  t: { app: { service: { app: { routes: { method: string; path: string }[] } } } },
+) {
   // Middleware entries (method ALL, path /*) are not routes; `/`, `/SKILL.md` and `/health` are.
-  const routes = new Set(
+  return new Set(
     t.app.service.app.routes.filter((r) => r.method !== "ALL").map((r) => `${r.method} ${r.path}`),
   );
+}
+
+Deno.test("the full document's reference lists every route of the app and no other", async () => {
+  await using t = await makeApp("embedded", ENV);
+  const routes = appRoutes(t);
   assert.ok(routes.size >= 20, `the app has ${routes.size} routes`);
-  assert.deepEqual(routeProblems(doc, routes), []);
+  assert.deepEqual(
+    routeProblems((await getDoc(t.app.service.fetch, "/SKILL.md?full")).doc, routes),
+    [],
+  );
+  const short = (await getDoc(t.app.service.fetch)).doc;
+  assert.deepEqual([...namedRoutes(short)].filter((r) => !routes.has(r)), []);
+});
+
+Deno.test("the route table is made from a list of {method, path, summary}", () => {
+  const routes = [
+    { method: "GET", path: "/a", summary: "the a" },
+    { method: "DELETE", path: "/rooms/:id/b", summary: "delete b" },
+  ];
+  assert.equal(
+    routeTable(routes),
+    "```text\nGET    /a             the a\nDELETE /rooms/:id/b   delete b\n```",
+  );
+  const full = skillFull(ORIGIN, loadConfig({}), { routes });
+  assert.ok(full.includes(routeTable(routes)));
+  assert.doesNotMatch(full, /state\/batch {3}/);
+});
+
+Deno.test("the MCP set-up appears only when the server says it serves /mcp", () => {
+  const config = loadConfig({});
+  assert.doesNotMatch(skillFull(ORIGIN, config), /\/mcp\b/);
+  const doc = skillDoc(ORIGIN, config, { mcp: true });
+  assert.ok(
+    doc.includes(
+      `claude mcp add --transport http agent-sync ${ORIGIN}/mcp --header "Authorization: Bearer $TOKEN"`,
+    ),
+  );
+  assert.ok(new TextEncoder().encode(doc).length <= MAX_SHORT_BYTES);
+  assert.doesNotMatch(skillDoc(ORIGIN, loadConfig({ SYNC_AUTH: "open" }), { mcp: true }), /Bearer/);
 });
 
 Deno.test("every error code the skill document names is one the server sends, and vice versa", async () => {
   await using t = await makeApp("embedded", ENV);
-  const { doc } = await getDoc(t.app.service.fetch);
+  const { doc } = await getDoc(t.app.service.fetch, "/SKILL.md?full");
   const sources = await Promise.all(
-    ["main.ts", "http.ts", "feed.ts", "idempotency.ts"].map((f) =>
+    ["main.ts", "http.ts", "feed.ts", "idempotency.ts", "skill.ts"].map((f) =>
       Deno.readTextFile(new URL(`../${f}`, import.meta.url))
     ),
   );
   const source = sources.join("\n");
-  const section = doc.slice(
-    doc.indexOf("**When things go wrong**"),
-    doc.search(/^## .*Reference/m),
-  );
+  const section = doc.slice(doc.indexOf("\n## Errors"), doc.search(/^## .*Reference/m));
   const rows = [...section.matchAll(/^\| (\d{3}) \| (.+?) \| .+ \|$/gm)];
   const named = new Set(
     rows.flatMap((row) => [...row[2].matchAll(/`([a-z_]+)`/g)].map((m) => m[1])),
@@ -310,18 +680,22 @@ Deno.test("every error code the skill document names is one the server sends, an
   for (const code of sent) assert.ok(named.has(code), `the document does not explain "${code}"`);
 });
 
-const MODES: { env: Record<string, string>; open: boolean; admin: boolean }[] = [
+const SERVER_MODES: { env: Record<string, string>; open: boolean; admin: boolean }[] = [
   { env: { SYNC_AUTH: "open" }, open: true, admin: false },
   { env: { SYNC_ADMIN_TOKEN: "x".repeat(32) }, open: false, admin: true },
   { env: {}, open: false, admin: false },
 ];
 
-for (const { env, open, admin } of MODES) {
+for (const { env, open, admin } of SERVER_MODES) {
   Deno.test(`the skill document says how this server runs (${JSON.stringify(env)})`, async () => {
     await using t = await makeApp("embedded", { ...ENV, ...env });
-    const { doc } = await getDoc(t.app.service.fetch);
-    assert.equal(doc.includes("This server runs in open mode"), open);
-    assert.equal(doc.includes("creating a room needs the operator's admin token"), admin);
+    for (const path of ["/SKILL.md", "/SKILL.md?full"]) {
+      const { doc } = await getDoc(t.app.service.fetch, path);
+      assert.equal(doc.includes("This server runs in open mode"), open);
+      assert.equal(doc.includes("creating a room needs the operator's admin token"), admin);
+      const code = codeBlocks(doc).map((b) => b.text).join("");
+      assert.equal(code.includes("Authorization"), !open, "open mode's examples send no token");
+    }
   });
 }
 
@@ -335,8 +709,8 @@ const BROKEN: { name: string; from: string; to: string; error: RegExp }[] = [
   },
   {
     name: "a body field the server does not know",
-    from: '"done":[]},"if_version":0}',
-    to: '"done":[]},"expected_version":0}',
+    from: `"done":["tokenizer"]},"if_version":'"$VERSION"'}`,
+    to: `"done":["tokenizer"]},"expected_version":'"$VERSION"'}`,
     error: /answered 400.*did you mean/,
   },
   {
@@ -347,8 +721,8 @@ const BROKEN: { name: string; from: string; to: string; error: RegExp }[] = [
   },
   {
     name: "a failure marked with the wrong status",
-    from: "# → 409\ncurl -s -X PUT",
-    to: "# → 412\ncurl -s -X PUT",
+    from: "# → 409\ncurl -s -w '\\n' -X PUT",
+    to: "# → 412\ncurl -s -w '\\n' -X PUT",
     error: /answered 409, expected 412/,
   },
   {
@@ -359,9 +733,15 @@ const BROKEN: { name: string; from: string; to: string; error: RegExp }[] = [
   },
   {
     name: "a jq path to a field the response lacks",
-    from: "jq -r .view_token room.json",
-    to: "jq -r .viewToken room.json",
-    error: /produced "null"/,
+    from: '"VIEW_TOKEN=\\(.view_token)"',
+    to: '"VIEW_TOKEN=\\(.viewToken)"',
+    error: /sync\.env holds "VIEW_TOKEN=null"/,
+  },
+  {
+    name: "a compare-and-set that turns a missing key into null",
+    from: "VERSION=$(jq -r '.version // 0' plan.json)",
+    to: "VERSION=$(jq -r .version plan.json)",
+    error: /VERSION=\$\(…\) produced "null"/,
   },
   {
     name: "a variable no example sets",
@@ -371,52 +751,66 @@ const BROKEN: { name: string; from: string; to: string; error: RegExp }[] = [
   },
   {
     name: "an example without its token",
-    from: '"$BASE/rooms/$ROOM/changes?after=$NEXT&wait=25" -H "Authorization: Bearer $TOKEN"',
-    to: '"$BASE/rooms/$ROOM/changes?after=$NEXT&wait=25"',
+    from: '"$BASE/rooms/$ROOM/changes?after=${NEXT:-0}&wait=25" -H "Authorization: Bearer $TOKEN"',
+    to: '"$BASE/rooms/$ROOM/changes?after=${NEXT:-0}&wait=25"',
     error: /answered 401/,
   },
   {
     name: "a write with the read-only view token",
-    from: '"$BASE/rooms/$ROOM/agents" -H "Authorization: Bearer $ROOM_TOKEN"',
-    to: '"$BASE/rooms/$ROOM/agents" -H "Authorization: Bearer $VIEW_TOKEN"',
+    from:
+      `"Authorization: Bearer $ROOM_TOKEN" -H 'Content-Type: application/json' -d '{"id":"'"$ME"'"`,
+    to:
+      `"Authorization: Bearer $VIEW_TOKEN" -H 'Content-Type: application/json' -d '{"id":"'"$ME"'"`,
     error: /answered 403/,
   },
   {
+    name: "an example the lead runs with a worker's id",
+    from:
+      `agents/$ME" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"status":"idle"`,
+    to:
+      `agents/worker-1" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"status":"idle"`,
+    error: /run by the lead: .* PATCH \S+\/agents\/worker-1 answered 403/,
+  },
+  {
     name: "a URL a real shell would glob",
-    from: 'curl -s "$BASE/rooms/$ROOM/state?scope=_shared"',
-    to: "curl -s $BASE/rooms/$ROOM/state?scope=_shared",
+    from: `curl -s -w '\\n' "$BASE/rooms/$ROOM/state?scope=_shared"`,
+    to: `curl -s -w '\\n' $BASE/rooms/$ROOM/state?scope=_shared`,
     error: /unquoted "\?"/,
   },
   {
+    name: "two answers printed on one line",
+    from: `curl -s -w '\\n' "$BASE/rooms/$ROOM/messages/$TASK"`,
+    to: `curl -s "$BASE/rooms/$ROOM/messages/$TASK"`,
+    error: /output line is not one JSON answer/,
+  },
+  {
     name: "a sample response with a field the server does not send",
-    from: '"expires_at":"2025-01-01T12:11:00.000Z"},"rev":8}',
-    to: '"expiry":"2025-01-01T12:11:00.000Z"},"rev":8}',
-    error: /claim\.expiry: missing from the response/,
+    from: '{"scope":"worker-1","key":"progress","version":1}',
+    to: '{"scope":"worker-1","key":"progress","versions":1}',
+    error: /results\[2\]: no element of the response has this shape/,
   },
   {
     name: "a sample response with the wrong error code",
-    from: '{"error":"already_claimed"',
-    to: '{"error":"claim_conflict"',
-    error: /\$\.error: "already_claimed", not "claim_conflict"/,
+    from: '{"error":"forbidden"',
+    to: '{"error":"not_allowed"',
+    error: /\$\.error: "forbidden", not "not_allowed"/,
   },
 ];
 
 for (const { name, from, to, error } of BROKEN) {
-  Deno.test(`a skill document with ${name} fails the example check`, async () => {
+  Deno.test(`a skill document with ${name} fails the walkthrough`, async () => {
     await using good = await makeApp("embedded", ENV);
-    const { doc } = await getDoc(good.app.service.fetch);
+    const { doc } = await getDoc(good.app.service.fetch, "/SKILL.md?full");
     assert.equal(doc.split(from).length, 2, `the document holds ${JSON.stringify(from)} once`);
     await using t = await makeApp("embedded", ENV);
-    await assert.rejects(runExamples(doc.replace(from, to), t.app.service.fetch), error);
+    await assert.rejects(checkDoc(doc.replace(from, to), t.app.service.fetch), error);
   });
 }
 
 Deno.test("a skill document missing a route or naming a wrong one fails the route check", async () => {
   await using t = await makeApp("embedded", ENV);
-  const { doc } = await getDoc(t.app.service.fetch);
-  const routes = new Set(
-    t.app.service.app.routes.filter((r) => r.method !== "ALL").map((r) => `${r.method} ${r.path}`),
-  );
+  const { doc } = await getDoc(t.app.service.fetch, "/SKILL.md?full");
+  const routes = appRoutes(t);
   const line = /^PUT {4}\/rooms\/:id\/state\/batch .*\n/m;
   assert.match(doc, line);
   assert.deepEqual(routeProblems(doc.replace(line, ""), routes), [
@@ -441,6 +835,13 @@ const WORDS: { name: string; text: string; vars?: Record<string, string>; words:
   },
   { name: "line continuations", text: "curl \\\n  -s \\\n  x", words: ["curl", "-s", "x"] },
   { name: "an empty quoted word", text: "echo '' x", words: ["echo", "", "x"] },
+  { name: "a default for an unset variable", text: 'echo "${N:-0}"', words: ["echo", "0"] },
+  {
+    name: "a set variable over its default",
+    text: 'echo "${N:-0}"',
+    vars: { N: "5" },
+    words: ["echo", "5"],
+  },
 ];
 
 for (const { name, text, vars, words } of WORDS) {
@@ -449,17 +850,42 @@ for (const { name, text, vars, words } of WORDS) {
     for (const [k, v] of Object.entries(vars ?? {})) shell.vars.set(k, v);
     const [cmd, ...more] = parseBlock(text);
     assert.equal(more.length, 0);
-    assert.deepEqual(cmd.tokens.map((t) => "op" in t ? t.op : shell.expand(t.segs)), words);
+    assert.equal(cmd.kind, "simple");
+    if (cmd.kind === "simple") assert.deepEqual(cmd.stages[0].map((w) => shell.expand(w)), words);
   });
 }
 
-Deno.test("the example shell splits commands, substitutions and expected statuses", () => {
-  const cmds = parseBlock("A=1\n# → 409\nX=$(curl -s \"u\" | jq -r '.[0].id')\ncurl u > f.json\n");
-  assert.deepEqual(cmds.map((c) => [c.line, c.expect, c.tokens.length]), [
-    [1, undefined, 1],
-    [3, 409, 10],
-    [4, undefined, 4],
+Deno.test("the example shell splits commands, substitutions, cases and expected statuses", () => {
+  const nodes = parseBlock(
+    "A=1; B=2\n# → 409\nX=$(curl -s \"u\" | jq -r '.[0].id')\ncurl u > f.json # → 200 or 404\n" +
+      "case $X in\n  1|2) echo one ;;\n  *) echo other\n    echo more ;;\nesac\n",
+  );
+  assert.deepEqual(nodes.map((n) => [n.kind, n.line, n.kind === "simple" ? n.expect : undefined]), [
+    ["simple", 1, undefined],
+    ["simple", 1, undefined],
+    ["simple", 3, [409]],
+    ["simple", 4, [200, 404]],
+    ["case", 5, undefined],
   ]);
+  const c = nodes[4];
+  assert.ok(c.kind === "case");
+  assert.deepEqual(c.arms.map((a) => [a.patterns.length, a.body.length]), [[2, 1], [1, 2]]);
+});
+
+Deno.test("the example shell runs case arms, files, echo, cat and sourcing as bash does", async () => {
+  const shell = new Shell(() => Response.json({ id: 7 }, { status: 409 }));
+  await shell.runBlock(
+    "echo 'BASE=http://x' > s.env\necho N=1 >> s.env\n. ./s.env\n" +
+      "CODE=$(curl -s -o r.json -w '%{http_code}' \"$BASE/y\")\n" +
+      'case $CODE in\n  2*) echo ok ;;\n  409) echo "conflict on $N"; cat r.json; echo ;;\nesac\n' +
+      "jq -r '\"ID=\\(.id)\"' r.json >> s.env\ncat s.env\n",
+  );
+  assert.equal(shell.stdout, 'conflict on 1\n{"id":7}\nBASE=http://x\nN=1\nID=7\n');
+  assert.deepEqual(shell.runs.map((r) => [r.url, r.status, r.captured]), [[
+    "http://x/y",
+    409,
+    true,
+  ]]);
 });
 
 for (
@@ -469,6 +895,9 @@ for (
     ["curl x?a=1", /unquoted "\?"/],
     ["a && b", /unquoted "&"/],
     ["X=$(curl x", /unterminated \$\(/],
+    ["case $X in\n  1) echo ;;\n", /expected a case pattern/],
+    ["case $X in\n  1) echo\n  2) echo ;;\nesac", /unexpected \) here/],
+    ['echo "$(jq -r .a f)"', /unsupported \$ inside double quotes/],
   ] as const
 ) {
   Deno.test(`the example shell refuses ${JSON.stringify(text)}`, () => {
@@ -476,12 +905,25 @@ for (
   });
 }
 
-Deno.test("the example jq evaluates paths and alternatives as jq -r does", () => {
+Deno.test("the example jq evaluates paths, alternatives, iteration and strings as jq does", () => {
   const input = { id: 3, a: [{ id: 1 }, { id: 2 }], n: null };
-  assert.equal(jqFilter(".id", input), 3);
-  assert.equal(jqFilter(".a[-1].id", input), 2);
-  assert.equal(jqFilter(".[0].id", input.a), 1);
-  assert.equal(jqFilter(".[-1].id // 5", []), 5);
-  assert.equal(jqFilter(".n", input), null);
+  assert.deepEqual(jqFilter(".id", input), [3]);
+  assert.deepEqual(jqFilter(".a[-1].id", input), [2]);
+  assert.deepEqual(jqFilter(".[0].id", input.a), [1]);
+  assert.deepEqual(jqFilter('.[0].id // "none"', []), ["none"]);
+  assert.deepEqual(jqFilter(".n", input), [null]);
+  assert.deepEqual(jqFilter(".a[]", input), input.a);
+  assert.deepEqual(jqFilter('"X=\\(.[].id)"', input.a), ["X=1", "X=2"]);
+  assert.deepEqual(jqFilter('"X=\\(.[].id)"', []), []);
+  assert.deepEqual(jqFilter('"A=\\(.id)", "B=\\(.n)"', input), ["A=3", "B=null"]);
   assert.throws(() => jqFilter(".a[] | .id", input), /unsupported jq/);
+  assert.throws(() => jqFilter(".[0]", input), /cannot index/);
+});
+
+Deno.test("case patterns glob as in bash", () => {
+  assert.ok(globMatch("[0-9]*", "17"));
+  assert.ok(!globMatch("[0-9]*", "none"));
+  assert.ok(globMatch("2*", "201"));
+  assert.ok(globMatch("*", ""));
+  assert.ok(!globMatch("409", "4090"));
 });
