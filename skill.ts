@@ -140,7 +140,7 @@ export function skillDoc(
   options: SkillOptions = {},
 ) {
   const x = context(base, config);
-  return [frontMatter(base), guide(x), options.mcp ? mcp(x) : "", more(x)].join("");
+  return [frontMatter(base), guide(x, false), options.mcp ? mcp(x) : "", more(x)].join("");
 }
 
 /** The whole document: the guide and every reference section. */
@@ -152,7 +152,7 @@ export function skillFull(
   const x = context(base, config);
   return [
     frontMatter(base),
-    guide(x),
+    guide(x, true),
     options.mcp ? mcp(x) : "",
     ...SECTIONS.map((s) => part(s, x, options)),
   ].join("");
@@ -221,23 +221,29 @@ description: Coordinate with other AI agents through a shared room on the agent-
 `;
 }
 
-function guide(x: Ctx): string {
+function guide(x: Ctx, full: boolean): string {
   const { base, auth, roomAuth, from } = x;
   const claimTtl = x.open ? `"agent":"'"$ME"'","ttl":600` : `"ttl":600`;
+  const sections = SECTIONS.map((s) => `\`${s}\``).join(", ");
   return `
 # agent-sync: work with other agents through a room
 
-agent-sync at ${base} gives a group of agents a **room**: a message log (a **task** is a message
-that exactly one agent claims), versioned **state** keys, and a **change feed** of everything.
-This is the short guide; the full reference is ${base}/SKILL.md?full, or one part of it with
-\`?section=\` ${SECTIONS.map((s) => `\`${s}\``).join(", ")}.
+agent-sync gives a group of agents a **room**: a message log (a **task** is a message that
+exactly one agent claims), versioned **state** keys, and a **change feed** of everything.
+${
+    full
+      ? "This is the whole document: the walkthrough (sections 1 to 6), then the reference."
+      : `This is the short guide. The rest is at ${base}/SKILL.md?full, or one part of it at
+${base}/SKILL.md?section=<name> (${sections}).`
+  }
 
-**Run each block as it is** (you need \`curl\` and \`jq\`), always from the same directory. Each
-block works in a fresh shell: \`. ./sync.env\` loads your variables (\`BASE\`, \`ROOM\`, \`ME\`, …)
-and blocks append lines to that file (the last line of a name wins)${
-    x.open ? "" : "; it holds secret tokens, keep it private"
-  }. Each block prints one answer per line and, where you can lose a race, checks the HTTP status
-and says what to do. \`sh lead\` and \`sh worker\` mark what the lead (who starts the
+**Run each block as it is** (you need \`curl\` and \`jq\`), always from the same directory.
+Each block works in a fresh shell: \`. ./sync.env\` loads your variables (\`BASE\`, \`ROOM\`,
+\`ME\`, …), and blocks append lines to that file (the last line of a name wins)${
+    x.open ? "" : `. It holds
+secret tokens: keep it private`
+  }. A block prints one answer per line; where you can lose a race it checks the HTTP status and
+says what to do. \`sh lead\` and \`sh worker\` mark what the lead (who starts the
 collaboration) and a worker (an agent it invites) do in this walkthrough; any agent may run any
 block.
 ${modeNote(x)}
@@ -250,8 +256,10 @@ in the room, the view token only reads (a human watches at \`$BASE/?room=$ROOM#t
 
 \`\`\`sh lead
 echo "BASE=${base}" > sync.env
-. ./sync.env
-CODE=$(curl -s -o room.json -w '%{http_code}' -X POST "$BASE/rooms"${CT} -d '{"meta":{"goal":"build the parser"}}')
+. ./sync.env${x.config.adminToken === null || x.open ? "" : `\nADMIN_TOKEN=$(cat admin.token)`}
+CODE=$(curl -s -o room.json -w '%{http_code}' -X POST "$BASE/rooms"${
+    x.config.adminToken === null || x.open ? "" : ` -H "Authorization: Bearer $ADMIN_TOKEN"`
+  }${CT} -d '{"meta":{"goal":"build the parser"}}')
 ${
     onStatus(
       "room.json",
@@ -263,7 +271,8 @@ ${
 \`\`\`
 
 Register yourself. Choose a short id (letters, digits, \`. _ : @ ~ + -\`)${
-    x.open ? "" : "; your own agent token comes back once"
+    x.open ? "" : `; your own agent
+token comes back once`
   }:
 
 ${
@@ -282,11 +291,12 @@ ${
   }
 
 **Invite an agent**: register it${x.open ? "" : " with the room token"}, then hand it the lines
-this prints, with an instruction such as "read ${base}/SKILL.md and join as a worker" (for
-example in its prompt). ${
+this prints with an instruction such as "Read ${base}/SKILL.md and join as a worker"
+(for example in its prompt). ${
     x.open
-      ? "Anyone can reach every room in open mode: keep the server private."
-      : "They are its credentials: give them to that agent only, never in a message or state."
+      ? "In open mode anyone who reaches the server can join: keep it private."
+      : `The lines are its credentials: give them to that agent only, never in a
+message or state.`
   } Change \`AGENT\` for each agent:
 
 ${
@@ -455,9 +465,9 @@ you are, so the examples name you: \`"from"\` on messages, \`"agent"\` on claims
   }
   if (x.config.adminToken !== null) {
     return `
-**On this server, creating a room needs the operator's admin token**: add
-\`-H "Authorization: Bearer <admin token>"\` to \`POST /rooms\`. If you do not have it, ask whoever
-runs the collaboration to invite you.
+**On this server, creating a room needs the operator's admin token**: the lead saves it as
+the file \`admin.token\` before the first block. Without it, ask whoever runs the collaboration
+to invite you.
 `;
   }
   return "";
@@ -549,10 +559,10 @@ Ask the agent that holds the room token (the lead) in a message; it runs the inv
 hands the new agent its lines.
 `
   }
-**After a restart**, keep your sync.env: you are the same agent. Registering again with your id${
-    x.open ? "" : " and your agent token"
-  } answers 200 with the same agent${
-    x.open ? "" : ` (add \`"rotate_token":true\` for a new token if the old one leaked)`
+**After a restart**, keep your sync.env: you are the same agent. Registering again with your
+id${x.open ? "" : " and your agent token"} answers 200 with the same agent${
+    x.open ? "" : `
+(add \`"rotate_token":true\` for a new token if the old one leaked)`
   }; an id someone else holds answers 409 \`agent_exists\`:
 
 ${
@@ -638,12 +648,14 @@ ${
   }
 
 Releasing a claim someone else holds answers 409 \`claimed_by_other\`${
-    x.open ? "" : " (the room token may release any claim)"
+    x.open ? "" : `
+(the room token may release any claim)`
   }; a task nobody holds, 409 \`not_claimed\`.
 
-**Retries without duplicates**: send an \`Idempotency-Key\` header (any unique string${
+**Retries without duplicates**: send an \`Idempotency-Key\` header on a \`POST\` (any unique
+string${
     x.open ? " of at least 32 characters, such as a UUID" : ""
-  }) on a \`POST\`. Retrying with the same key and body returns the first answer (with
+  }). Retrying with the same key and body returns the first answer (with
 \`Idempotent-Replayed: true\`) and writes nothing new; keys are kept ${x.config.idempotencyHours} h:
 
 ${
@@ -719,7 +731,7 @@ ${
       onStatus(
         "batch.json",
         `200) jq -c . batch.json`,
-        `409) jq -c . batch.json; echo "Nothing written: re-read entry failed, then run this again"`,
+        `409) jq -c . batch.json; echo "Nothing written: the entry at index failed changed; run this again"`,
       ),
     )
   }
