@@ -251,7 +251,7 @@ ${modeNote(x)}
 
 Create the room${
     x.open ? "" : ` and keep its tokens (shown only this once): the room token can do everything
-in the room, the view token only reads (a human watches at \`$BASE/?room=$ROOM#token=$VIEW_TOKEN\`)`
+in the room, the view token only reads (give the dashboard link it prints to the human)`
   }:
 
 \`\`\`sh lead
@@ -264,8 +264,8 @@ ${
     onStatus(
       "room.json",
       x.open
-        ? `201) jq -r '"ROOM=\\(.id)"' room.json >> sync.env; echo "Created the room"`
-        : `201) jq -r '"ROOM=\\(.id)", "ROOM_TOKEN=\\(.token)", "VIEW_TOKEN=\\(.view_token)"' room.json >> sync.env; echo "Created the room"`,
+        ? `201) jq -r '"ROOM=\\(.id)"' room.json >> sync.env; . ./sync.env; echo "Created; a human watches at $BASE/?room=$ROOM"`
+        : `201) jq -r '"ROOM=\\(.id)", "ROOM_TOKEN=\\(.token)", "VIEW_TOKEN=\\(.view_token)"' room.json >> sync.env; . ./sync.env; echo "Created; a human watches at $BASE/?room=$ROOM#token=$VIEW_TOKEN"`,
     )
   }
 \`\`\`
