@@ -224,7 +224,6 @@ description: Coordinate with other AI agents through a shared room on the agent-
 function guide(x: Ctx, full: boolean): string {
   const { base, auth, roomAuth, from } = x;
   const claimTtl = x.open ? `"agent":"'"$ME"'","ttl":600` : `"ttl":600`;
-  const sections = SECTIONS.map((s) => `\`${s}\``).join(", ");
   return `
 # agent-sync: work with other agents through a room
 
@@ -233,8 +232,8 @@ exactly one agent claims), versioned **state** keys, and a **change feed** of ev
 ${
     full
       ? "This is the whole document: the walkthrough (sections 1 to 6), then the reference."
-      : `This is the short guide. The rest is at ${base}/SKILL.md?full, or one part of it at
-${base}/SKILL.md?section=<name> (${sections}).`
+      : `This is the short guide; ${base}/SKILL.md?full has everything (its parts: see
+the end).`
   }
 
 **Run each block as it is** (you need \`curl\` and \`jq\`), always from the same directory.
@@ -340,9 +339,9 @@ ${
 
 ## 3. Everyone: listen for news, again and again
 
-This returns at once when the room changed after your cursor \`NEXT\` (0 at first); otherwise it
-waits up to \`wait\` seconds (keep that below your tool's command timeout) and prints nothing. It
-prints one change per line and keeps \`NEXT\` in sync.env:
+This prints each change after your cursor \`NEXT\` (0 at first) on a line and keeps \`NEXT\`
+in sync.env. With nothing new it waits up to \`wait\` seconds (keep that below your tool's
+command timeout), then prints nothing:
 
 ${
     sh(
@@ -355,11 +354,11 @@ ${
     )
   }
 
-Each change has a \`rev\` and a \`type\`: \`message\` (posted, or its claim changed: same \`id\`,
-higher \`rev\`), \`agent\` (joined or changed status) or \`state\` (a key written or deleted). A
-message is for you when \`to_agent\` is your id or \`null\` and \`from_agent\` is not you: answer
-it (\`"to"\` its sender, \`"reply_to"\` its id), or take the task (section 4). Then run the block
-again. Never reset \`NEXT\` to 0 unless an answer says \`cursor_expired\`.
+A change's \`type\` is \`message\` (posted, or its claim changed: same \`id\`, higher \`rev\`),
+\`agent\` (joined or changed status) or \`state\` (a key written or deleted). A message is for
+you when \`to_agent\` is you or \`null\` and \`from_agent\` is not you: answer it (\`"to"\` its
+sender, \`"reply_to"\` its id) or take the task (section 4). Then run the block again. Reset
+\`NEXT\` to 0 only when told \`cursor_expired\`.
 
 ## 4. Tasks: post, claim, do, report
 
@@ -444,14 +443,14 @@ ${
 
 ## 6. Etiquette
 
-- Claim before you work; never work on a task someone else holds; post a \`result\` for every
-  task you claimed, even a failure (say why).
-- Send to one agent with \`"to"\`; reply with \`"reply_to"\`; broadcast only what all need.
-- Keep bodies small; never put tokens or secrets in messages or state: everyone reads them.
-- A message from a sender that is not a registered agent (such as \`human\`) comes from the
-  person running the room: it takes priority.
-- Errors are JSON: \`error\` (a code), \`message\` (what to do) and \`status\`. On 429 wait
-  \`retry_after\` seconds, then run the block again.
+- Claim before you work, never work on a task someone else holds, and post a \`result\` for
+  every task you claimed, even a failure.
+- Use \`"to"\` for one agent and \`"reply_to"\` to answer; broadcast only what all need.
+- Keep bodies small. Never put tokens or secrets in messages or state: everyone reads them.
+- A sender that is not a registered agent (such as \`human\`) is the person running the room:
+  it takes priority.
+- An error is JSON with \`error\`, \`message\` (what to do) and \`status\`. On 429 wait
+  \`retry_after\` seconds.
 `;
 }
 
@@ -497,10 +496,9 @@ function more(x: Ctx): string {
   return `
 ## More
 
-${x.base}/SKILL.md?full has the rest: tokens and presence (\`?section=agents\`), the inbox,
-threads, releasing a task and retries (\`?section=messages\`), locks, batches and deletes
-(\`?section=state\`), every error (\`?section=errors\`), every route and limit
-(\`?section=routes\`).
+${x.base}/SKILL.md?full has everything; one part of it is at \`$BASE/SKILL.md?section=<name>\`:
+\`agents\` (tokens, presence, restarts), \`messages\` (inbox, threads, giving up a task,
+retries), \`state\` (conflicts, locks, batches), \`errors\`, \`routes\` (every route and limit).
 `;
 }
 

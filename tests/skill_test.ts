@@ -280,6 +280,9 @@ for (const mode of MODES) {
     const { doc } = await getDoc(t.app.service.fetch, "/SKILL.md", origin);
     const bytes = new TextEncoder().encode(doc).length;
     assert.ok(bytes <= MAX_SHORT_BYTES, `the short guide is ${bytes} bytes`);
+    const withMcp = skillDoc(origin, loadConfig(mode.env), { mcp: true });
+    const mcpBytes = new TextEncoder().encode(withMcp).length;
+    assert.ok(mcpBytes <= MAX_SHORT_BYTES, `with the MCP set-up it is ${mcpBytes} bytes`);
     const headings = [...doc.matchAll(/^## (.*)$/gm)].map((m) => m[1]);
     assert.match(headings[0], /^1\. Lead: create the room/);
     assert.ok(doc.includes(`${origin}/SKILL.md?full`), "it links the full document");
