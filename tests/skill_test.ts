@@ -1,7 +1,16 @@
 // The skill document cannot drift: a lead and a worker run its blocks literally, as fresh shells.
 import assert from "node:assert/strict";
 import { DRIVERS, makeApp } from "./helpers.ts";
-import { type CurlRun, globMatch, jqFilter, parseBlock, Shell } from "./skill_shell.ts";
+import { Shell } from "./skill_shell.ts";
+import {
+  type Block,
+  codeBlocks,
+  envOf,
+  type Fetch,
+  type Flow,
+  type FlowOptions,
+  runFlow,
+} from "./skill_flow.ts";
 import { routeTable, SECTIONS, skillDoc, skillFull } from "../skill.ts";
 import { loadConfig } from "../config.ts";
 
@@ -24,34 +33,6 @@ const DOCS = [{ name: "short guide", path: "/SKILL.md" }, {
 }];
 const MAX_SHORT_BYTES = 10 * 1024;
 
-type Fetch = (req: Request) => Response | Promise<Response>;
-type Agent = "lead" | "worker";
-
-interface Block {
-  lang: string;
-  /** Who runs it in the walkthrough: the fence's words after the language; none is everyone. */
-  who: Agent[];
-  text: string;
-  /** 1-based line of the opening fence in the document. */
-  line: number;
-}
-
-function codeBlocks(doc: string): Block[] {
-  const blocks: Block[] = [];
-  let open: Block | null = null;
-  for (const [i, l] of doc.split("\n").entries()) {
-    const fence = /^```(\S*)((?: \S+)*)\s*$/.exec(l);
-    if (fence && !open) {
-      const who = fence[2].trim().split(" ").filter((w) => w !== "");
-      for (const w of who) assert.ok(w === "lead" || w === "worker", `line ${i + 1}: ${w}?`);
-      open = { lang: fence[1], who: who as Agent[], text: "", line: i + 1 };
-    } else if (fence && open) blocks.push(open), open = null;
-    else if (open) open.text += l + "\n";
-  }
-  assert.equal(open, null, "the document ends inside a code block");
-  return blocks;
-}
-
 function frontMatter(doc: string): Record<string, string> {
   const m = /^---\n([\s\S]*?)\n---\n/.exec(doc);
   assert.ok(m, "the document starts with --- front matter ---");
@@ -64,172 +45,6 @@ function frontMatter(doc: string): Record<string, string> {
       return [kv[1], kv[2]];
     }),
   );
-}
-
-/**
- * Checks that `actual` has every field of the `sample` response the document shows, with the
- * same JSON type; codes and enums must match exactly, and `"prefix…"` strings by prefix.
- */
-function sameShape(sample: unknown, actual: unknown, path = "$"): string[] {
-  if (sample === null) return [];
-  const type = (v: unknown) => Array.isArray(v) ? "array" : v === null ? "null" : typeof v;
-  if (type(sample) !== type(actual)) return [`${path}: ${type(actual)}, not ${type(sample)}`];
-  if (Array.isArray(sample)) {
-    return sample.flatMap((s, i) =>
-      (actual as unknown[]).some((a) => sameShape(s, a).length === 0)
-        ? []
-        : [`${path}[${i}]: no element of the response has this shape: ${JSON.stringify(s)}`]
-    );
-  }
-  if (typeof sample === "string" && sample.endsWith("…")) {
-    const prefix = sample.slice(0, -1);
-    return (actual as string).startsWith(prefix) ? [] : [`${path}: does not start with ${prefix}`];
-  }
-  if (typeof sample !== "object") return [];
-  const a = actual as Record<string, unknown>;
-  return Object.entries(sample as Record<string, unknown>).flatMap(([k, v]) => {
-    if (!(k in a)) return [`${path}.${k}: missing from the response`];
-    if (["error", "status", "type", "kind", "scope"].includes(k) && v !== a[k]) {
-      return [`${path}.${k}: ${JSON.stringify(a[k])}, not ${JSON.stringify(v)}`];
-    }
-    return sameShape(v, a[k], `${path}.${k}`);
-  });
-}
-
-/** One agent running one block in a fresh shell. */
-interface Step {
-  agent: Agent;
-  block: Block;
-  runs: CurlRun[];
-  stdout: string;
-  vars: Map<string, string>;
-}
-
-interface Flow {
-  steps: Step[];
-  /** Each agent's working directory. */
-  files: Record<Agent, Map<string, string>>;
-}
-
-interface FlowOptions {
-  /** The fetch an agent's curl goes through (to stage a race); the app's by default. */
-  fetchFor?: (agent: Agent, flow: Flow) => Fetch;
-  /** Skips blocks, as an agent that did not get there would. */
-  skip?: (block: Block, agent: Agent) => boolean;
-  /** Stops after this step. */
-  stopAfter?: (step: Step) => boolean;
-  /** Throws at the first step with a problem (see stepProblems). */
-  strict?: boolean; /** Files in the lead's directory before it starts, such as the admin token. */
-  leadFiles?: Record<string, string>;
-}
-
-/** The variables a sync.env-style file sets, the last line of a name winning. */
-function envOf(text: string | undefined): Record<string, string> {
-  return Object.fromEntries(
-    (text ?? "").split("\n").filter((l) => l.includes("=")).map((l) => {
-      const i = l.indexOf("=");
-      return [l.slice(0, i), l.slice(i + 1)];
-    }),
-  );
-}
-
-/**
- * A lead and a worker follow the document literally: each ```sh block runs, in document order,
- * for each agent it names (both when it names none; the lead first), in a fresh shell in that
- * agent's own directory. The ```text worker block is the worker saving what the lead's last
- * invite printed as its sync.env. A ```json block is compared with the answer before it.
- */
-async function runFlow(doc: string, fetch: Fetch, options: FlowOptions = {}): Promise<Flow> {
-  const flow: Flow = {
-    steps: [],
-    files: { lead: new Map(Object.entries(options.leadFiles ?? {})), worker: new Map() },
-  };
-  let previous = null as Step | null;
-  for (const block of codeBlocks(doc)) {
-    const where = `block at line ${block.line}`;
-    if (block.lang === "sh") {
-      for (const agent of block.who.length > 0 ? block.who : ["lead", "worker"] as const) {
-        if (options.skip?.(block, agent)) continue;
-        const shell = new Shell(options.fetchFor?.(agent, flow) ?? fetch, flow.files[agent]);
-        const step: Step = { agent, block, runs: shell.runs, stdout: "", vars: shell.vars };
-        try {
-          await shell.runBlock(block.text);
-        } catch (err) {
-          throw new Error(`${where}, run by the ${agent}: ${(err as Error).message}`);
-        } finally {
-          step.stdout = shell.stdout;
-        }
-        flow.steps.push(step);
-        previous = step;
-        const problems = options.strict ? stepProblems(step, flow) : [];
-        if (problems.length > 0) throw new Error(problems.join("\n"));
-        if (options.stopAfter?.(step)) return flow;
-      }
-    } else if (block.lang === "text" && block.who.includes("worker")) {
-      const invite = flow.steps.findLast((s) => s.agent === "lead" && s.vars.has("AGENT"));
-      assert.ok(invite, `${where}: the worker joins before the lead invited anyone`);
-      const file = flow.files.lead.get(`${invite.vars.get("AGENT")}.env`);
-      assert.ok(file, `${where}: the lead's invite wrote no ${invite.vars.get("AGENT")}.env`);
-      const names = (text: string) => text.trim().split("\n").map((l) => l.split("=")[0]);
-      assert.deepEqual(names(file), names(block.text), `${where}: the invite gives these lines`);
-      flow.files.worker.set("sync.env", file);
-      previous = null;
-    } else if (block.lang === "json") {
-      const last: CurlRun | undefined = previous?.runs[previous.runs.length - 1];
-      assert.ok(last, `${where}: a sample response follows no example`);
-      const problems = sameShape(JSON.parse(block.text), JSON.parse(last.text));
-      assert.deepEqual(problems, [], `${where}: sample response of ${last.method} ${last.url}`);
-      previous = null;
-    } else {
-      assert.doesNotMatch(block.text, /\bcurl\b/, `${where}: curl outside a \`\`\`sh block`);
-      previous = null;
-    }
-  }
-  return flow;
-}
-
-/**
- * What an agent following the flow could be misled by: a status the document does not expect
- * (every answer is 2xx unless a `# → NNN` comment says otherwise, also where the block checks
- * the status itself), a variable saved as null or empty, a request to a null id, answers that
- * run together on one line, and a listing with nothing in it (it demonstrates nothing).
- */
-function stepProblems({ agent, block, runs, stdout }: Step, flow: Flow): string[] {
-  const problems: string[] = [];
-  const where = `${agent}, block at line ${block.line}`;
-  for (const r of runs) {
-    const ok = r.expect ? r.expect.includes(r.status) : r.status >= 200 && r.status < 300;
-    if (!ok) {
-      problems.push(
-        `${where}, line ${r.line}: ${r.method} ${r.url} answered ${r.status}, expected ${
-          r.expect?.join(" or ") ?? "2xx"
-        }: ${r.text}`,
-      );
-    }
-    if (/\/(null|undefined)?\//.test(new URL(r.url).pathname + "/")) {
-      problems.push(`${where}: a request to ${r.url}`);
-    }
-    if (r.method === "GET" && r.status === 200) {
-      const body = JSON.parse(r.text);
-      const list = Array.isArray(body) ? body : body.changes;
-      if (list?.length === 0) problems.push(`${where}: GET ${r.url} listed nothing`);
-    }
-  }
-  if (stdout !== "" && !stdout.endsWith("\n")) problems.push(`${where}: output ends mid-line`);
-  for (const l of stdout.split("\n").filter((l) => /^[{[]/.test(l))) {
-    try {
-      JSON.parse(l);
-    } catch {
-      problems.push(`${where}: output line is not one JSON answer: ${l}`);
-    }
-  }
-  for (const [name, text] of flow.files[agent]) {
-    if (!name.endsWith(".env")) continue;
-    for (const l of text.split("\n").filter((l) => l !== "")) {
-      if (/=(null)?$/.test(l)) problems.push(`${where}: ${name} holds ${JSON.stringify(l)}`);
-    }
-  }
-  return problems;
 }
 
 async function getDoc(fetch: Fetch, path = "/SKILL.md", origin = ORIGIN) {
@@ -839,110 +654,4 @@ Deno.test("a skill document missing a route or naming a wrong one fails the rout
     routeProblems(doc.replace("GET    /rooms/:id/changes", "GET    /rooms/:id/events"), routes),
     ["missing: GET /rooms/:id/changes", "no such route: GET /rooms/:id/events"],
   );
-});
-
-const WORDS: { name: string; text: string; vars?: Record<string, string>; words: string[] }[] = [
-  { name: "plain words", text: "curl -s -X POST", words: ["curl", "-s", "-X", "POST"] },
-  { name: "single quotes keep $ and \\", text: `echo '$A \\n'`, words: ["echo", "$A \\n"] },
-  { name: "double quotes expand", text: `echo "$A/x"`, vars: { A: "1" }, words: ["echo", "1/x"] },
-  { name: "escapes in double quotes", text: `echo "a\\"b\\$A"`, words: ["echo", 'a"b$A'] },
-  {
-    name: "spliced quotes",
-    text: `-d '{"v":'"$V"'}'`,
-    vars: { V: "7" },
-    words: ["-d", '{"v":7}'],
-  },
-  { name: "line continuations", text: "curl \\\n  -s \\\n  x", words: ["curl", "-s", "x"] },
-  { name: "an empty quoted word", text: "echo '' x", words: ["echo", "", "x"] },
-  { name: "a default for an unset variable", text: 'echo "${N:-0}"', words: ["echo", "0"] },
-  {
-    name: "a set variable over its default",
-    text: 'echo "${N:-0}"',
-    vars: { N: "5" },
-    words: ["echo", "5"],
-  },
-];
-
-for (const { name, text, vars, words } of WORDS) {
-  Deno.test(`the example shell reads ${name} as bash does`, () => {
-    const shell = new Shell(() => new Response());
-    for (const [k, v] of Object.entries(vars ?? {})) shell.vars.set(k, v);
-    const [cmd, ...more] = parseBlock(text);
-    assert.equal(more.length, 0);
-    assert.equal(cmd.kind, "simple");
-    if (cmd.kind === "simple") assert.deepEqual(cmd.stages[0].map((w) => shell.expand(w)), words);
-  });
-}
-
-Deno.test("the example shell splits commands, substitutions, cases and expected statuses", () => {
-  const nodes = parseBlock(
-    "A=1; B=2\n# → 409\nX=$(curl -s \"u\" | jq -r '.[0].id')\ncurl u > f.json # → 200 or 404\n" +
-      "case $X in\n  1|2) echo one ;;\n  *) echo other\n    echo more ;;\nesac\n",
-  );
-  assert.deepEqual(nodes.map((n) => [n.kind, n.line, n.kind === "simple" ? n.expect : undefined]), [
-    ["simple", 1, undefined],
-    ["simple", 1, undefined],
-    ["simple", 3, [409]],
-    ["simple", 4, [200, 404]],
-    ["case", 5, undefined],
-  ]);
-  const c = nodes[4];
-  assert.ok(c.kind === "case");
-  assert.deepEqual(c.arms.map((a) => [a.patterns.length, a.body.length]), [[2, 1], [1, 2]]);
-});
-
-Deno.test("the example shell runs case arms, files, echo, cat and sourcing as bash does", async () => {
-  const shell = new Shell(() => Response.json({ id: 7 }, { status: 409 }));
-  await shell.runBlock(
-    "echo 'BASE=http://x' > s.env\necho N=1 >> s.env\n. ./s.env\n" +
-      "CODE=$(curl -s -o r.json -w '%{http_code}' \"$BASE/y\")\n" +
-      'case $CODE in\n  2*) echo ok ;;\n  409) echo "conflict on $N"; cat r.json; echo ;;\nesac\n' +
-      "jq -r '\"ID=\\(.id)\"' r.json >> s.env\ncat s.env\n",
-  );
-  assert.equal(shell.stdout, 'conflict on 1\n{"id":7}\nBASE=http://x\nN=1\nID=7\n');
-  assert.deepEqual(shell.runs.map((r) => [r.url, r.status, r.captured]), [[
-    "http://x/y",
-    409,
-    true,
-  ]]);
-});
-
-for (
-  const [text, error] of [
-    ["curl 'x", /unterminated single quote/],
-    ['echo "done!"', /unsupported ! inside double quotes/],
-    ["curl x?a=1", /unquoted "\?"/],
-    ["a && b", /unquoted "&"/],
-    ["X=$(curl x", /unterminated \$\(/],
-    ["case $X in\n  1) echo ;;\n", /expected a case pattern/],
-    ["case $X in\n  1) echo\n  2) echo ;;\nesac", /unexpected \) here/],
-    ['echo "$(jq -r .a f)"', /unsupported \$ inside double quotes/],
-  ] as const
-) {
-  Deno.test(`the example shell refuses ${JSON.stringify(text)}`, () => {
-    assert.throws(() => parseBlock(text), error);
-  });
-}
-
-Deno.test("the example jq evaluates paths, alternatives, iteration and strings as jq does", () => {
-  const input = { id: 3, a: [{ id: 1 }, { id: 2 }], n: null };
-  assert.deepEqual(jqFilter(".id", input), [3]);
-  assert.deepEqual(jqFilter(".a[-1].id", input), [2]);
-  assert.deepEqual(jqFilter(".[0].id", input.a), [1]);
-  assert.deepEqual(jqFilter('.[0].id // "none"', []), ["none"]);
-  assert.deepEqual(jqFilter(".n", input), [null]);
-  assert.deepEqual(jqFilter(".a[]", input), input.a);
-  assert.deepEqual(jqFilter('"X=\\(.[].id)"', input.a), ["X=1", "X=2"]);
-  assert.deepEqual(jqFilter('"X=\\(.[].id)"', []), []);
-  assert.deepEqual(jqFilter('"A=\\(.id)", "B=\\(.n)"', input), ["A=3", "B=null"]);
-  assert.throws(() => jqFilter(".a[] | .id", input), /unsupported jq/);
-  assert.throws(() => jqFilter(".[0]", input), /cannot index/);
-});
-
-Deno.test("case patterns glob as in bash", () => {
-  assert.ok(globMatch("[0-9]*", "17"));
-  assert.ok(!globMatch("[0-9]*", "none"));
-  assert.ok(globMatch("2*", "201"));
-  assert.ok(globMatch("*", ""));
-  assert.ok(!globMatch("409", "4090"));
 });
