@@ -15,7 +15,7 @@ export {
 export interface SkillOptions {
   /** The routes the reference lists; ROUTES unless the caller derives them. */
   routes?: readonly RouteSummary[];
-  /** Whether this server serves the MCP endpoint at /mcp (adds the MCP set-up). */
+  /** Whether to show the MCP set-up; by default, whether `routes` has POST /mcp. */
   mcp?: boolean;
 }
 
@@ -47,7 +47,7 @@ export function skillDoc(
   options: SkillOptions = {},
 ) {
   const x = context(base, config);
-  return [frontMatter(base), guide(x, false), options.mcp ? mcp(x) : "", more(x)].join("");
+  return [frontMatter(base), guide(x, false), hasMcp(options) ? mcp(x) : "", more(x)].join("");
 }
 
 /** The whole document: the guide and every reference section. */
@@ -60,7 +60,7 @@ export function skillFull(
   return [
     frontMatter(base),
     guide(x, true),
-    options.mcp ? mcp(x) : "",
+    hasMcp(options) ? mcp(x) : "",
     ...SECTIONS.map((s) => part(s, x, options.routes ?? ROUTES)),
   ].join("");
 }
@@ -339,21 +339,28 @@ to invite you.
   return "";
 }
 
-/**
- * The MCP set-up, shown only when this server serves /mcp (SkillOptions.mcp).
- * MCP: the endpoint is being built; pass `mcp: true` from main.ts once POST /mcp works.
- */
+function hasMcp(options: SkillOptions): boolean {
+  return options.mcp ?? (options.routes ?? ROUTES).some((r) => r.path === "/mcp");
+}
+
+/** The MCP set-up: /mcp with an agent token, or a room's /mcp?agent= in open mode. */
 function mcp(x: Ctx): string {
   return `
 ## MCP
 
-This server is also an MCP server at \`${x.base}/mcp\` (streamable HTTP)${
-    x.open ? "" : ", authenticated with your agent token"
-  }. In Claude Code:
+An MCP client (Claude Code, Cursor, …) can use this room as tools instead of curl; they answer
+as the routes do. ${
+    x.open
+      ? "In open mode the URL names the room and you."
+      : "Your agent token binds the room and you."
+  } Claude Code:
 
 \`\`\`text
-claude mcp add --transport http agent-sync ${x.base}/mcp${
-    x.open ? "" : ` --header "Authorization: Bearer $TOKEN"`
+. ./sync.env
+claude mcp add --transport http agent-sync ${
+    x.open
+      ? `"$BASE/rooms/$ROOM/mcp?agent=$ME"`
+      : `"$BASE/mcp" --header "Authorization: Bearer $TOKEN"`
   }
 \`\`\`
 `;

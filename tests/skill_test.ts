@@ -475,17 +475,21 @@ Deno.test("the route table is made from a list of {method, path, summary}", () =
   assert.doesNotMatch(full, /state\/batch {3}/);
 });
 
-Deno.test("the MCP set-up appears only when the server says it serves /mcp", () => {
+Deno.test("the MCP set-up appears when the routes include POST /mcp, and fits in 10 KB", () => {
   const config = loadConfig({});
   assert.doesNotMatch(skillFull(ORIGIN, config), /\/mcp\b/);
-  const doc = skillDoc(ORIGIN, config, { mcp: true });
+  const routes = [{ method: "POST", path: "/mcp", summary: "MCP" }];
+  const doc = skillDoc(ORIGIN, config, { routes });
   assert.ok(
     doc.includes(
-      `claude mcp add --transport http agent-sync ${ORIGIN}/mcp --header "Authorization: Bearer $TOKEN"`,
+      `claude mcp add --transport http agent-sync "$BASE/mcp" --header "Authorization: Bearer $TOKEN"`,
     ),
   );
-  assert.ok(new TextEncoder().encode(doc).length <= MAX_SHORT_BYTES);
-  assert.doesNotMatch(skillDoc(ORIGIN, loadConfig({ SYNC_AUTH: "open" }), { mcp: true }), /Bearer/);
+  assert.ok(skillFull(ORIGIN, config, { routes }).includes("## MCP"));
+  assert.doesNotMatch(skillDoc(ORIGIN, config, { routes, mcp: false }), /## MCP/);
+  const open = skillDoc(ORIGIN, loadConfig({ SYNC_AUTH: "open" }), { routes });
+  assert.ok(open.includes(`agent-sync "$BASE/rooms/$ROOM/mcp?agent=$ME"\n`));
+  assert.doesNotMatch(open, /Bearer/);
 });
 
 Deno.test("every error code the skill document names is one the server sends, and vice versa", async () => {
