@@ -18,7 +18,7 @@ import { messageOperations } from "./routes/messages.ts";
 import { roomOperations } from "./routes/rooms.ts";
 import { stateOperations } from "./routes/state.ts";
 import * as q from "./schema.ts";
-import { skillDoc } from "./skill.ts";
+import { skillFor } from "./skill.ts";
 
 export interface Service {
   app: Hono<Env>;
@@ -178,7 +178,7 @@ export function createService(config: Config = loadConfig()): Service {
   }
 
   const skill = (c: Context<Env>) =>
-    c.body(skillDoc(new URL(c.req.url).origin, config), 200, {
+    c.body(skillFor(new URL(c.req.url), config, { routes: operations }), 200, {
       "Content-Type": "text/markdown; charset=utf-8",
     });
   const markdown = { description: "SKILL.md", contentType: "text/markdown" };
