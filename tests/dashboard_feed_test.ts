@@ -1,0 +1,199 @@
+// How the dashboard follows a room: the event stream, its long-poll fallback, paged state, and
+// the embedding of its TypeScript page scripts.
+import assert from "node:assert/strict";
+import { type SseEvent, sseParser, statePage } from "../dashboard_browser.ts";
+import { landingScript, roomScript } from "../dashboard_script.ts";
+import { browserTest, type Json, WAIT } from "./dashboard_helpers.ts";
+
+// ---------------------------------------------------------------- the page scripts (in-process)
+
+Deno.test("the page scripts are JavaScript with no types left, and nothing ends their <script>", () => {
+  for (const script of [roomScript, landingScript]) {
+    const text = script({ auth: "token", onlineSeconds: 60 });
+    new Function(text); // throws a SyntaxError on any TypeScript left in it
+    assert.doesNotMatch(text, /<\/script|<!--/i);
+    assert.match(text, /\}\)\(\{"auth":"token","onlineSeconds":60\}\);/, "called with its config");
+  }
+});
+
+Deno.test("a page script's config cannot close the script element", () => {
+  const text = roomScript({ auth: "</script><script>x()" as "open", onlineSeconds: 60 });
+  assert.ok(!text.includes("</script"));
+  assert.ok(text.includes(String.raw`"\u003c/script>\u003cscript>x()"`));
+});
+
+// The page scripts are copied by their source text: anything they call from outside must be one
+// of the helpers embedded with them, under its own name.
+Deno.test("the page scripts import nothing but dashboard_browser.ts helpers, unrenamed", async () => {
+  const browser = await Deno.readTextFile(new URL("../dashboard_browser.ts", import.meta.url));
+  assert.doesNotMatch(browser, /^import\s+(?!type\b)/m, "the helpers import nothing");
+  for (const file of ["dashboard_room.ts", "dashboard_landing.ts"]) {
+    const text = await Deno.readTextFile(new URL(`../${file}`, import.meta.url));
+    const imports = [...text.matchAll(/^import\s+(type\s+)?\{([^}]*)\}\s+from\s+"([^"]+)"/gm)];
+    assert.equal(
+      imports.length,
+      [...text.matchAll(/^import\b/gm)].length,
+      `${file}: plain imports`,
+    );
+    for (const [, typeOnly, names, from] of imports) {
+      if (typeOnly) continue;
+      assert.equal(from, "./dashboard_browser.ts", `${file} imports values from ${from}`);
+      assert.doesNotMatch(names, /\bas\b/, `${file} renames an import`);
+    }
+  }
+});
+
+// ---------------------------------------------------------------- parsing (in-process)
+
+Deno.test("the event-stream parser joins events split across chunks at any point", () => {
+  const body = 'retry: 1500\n: keep-alive\r\nid: 7\r\ndata: {"a":1}\r\n\r\n' +
+    "event: change\ndata: line one\ndata:line two\nid: 8\n\n" +
+    "id: 9\n\ndata: no id change\rdata:  spaced\r\r" +
+    "data: unfinished";
+  const expected: SseEvent[] = [
+    { id: "7", event: "message", data: '{"a":1}' },
+    { id: "8", event: "change", data: "line one\nline two" },
+    { id: "9", event: "message", data: "no id change\n spaced" },
+  ];
+  for (let size = 1; size <= body.length; size++) {
+    const parser = sseParser();
+    const events: SseEvent[] = [];
+    for (let i = 0; i < body.length; i += size) {
+      events.push(...parser.push(body.slice(i, i + size)));
+    }
+    assert.deepEqual(events, expected, `in chunks of ${size}`);
+    assert.equal(parser.retry(), 1500);
+  }
+});
+
+Deno.test("the event-stream parser ignores a bad retry and an id with a NUL", () => {
+  const parser = sseParser();
+  const events = parser.push("retry: soon\nid: 3\0\ndata: x\n\n");
+  assert.deepEqual(events, [{ id: "", event: "message", data: "x" }]);
+  assert.equal(parser.retry(), null);
+});
+
+Deno.test("a state answer is read as a bare array or as a page with its next cursor", () => {
+  const entry = {
+    scope: "_shared",
+    key: "k",
+    value: 1,
+    version: 1,
+    updated_at: "",
+    expires_at: null,
+  };
+  assert.deepEqual(statePage([entry]), { entries: [entry], next: null });
+  assert.deepEqual(statePage({ entries: [entry], next: "abc" }), { entries: [entry], next: "abc" });
+  assert.deepEqual(statePage({ entries: [], next: 40 }), { entries: [], next: "40" });
+  assert.deepEqual(statePage({ entries: [entry], next: null }), { entries: [entry], next: null });
+  assert.equal(statePage({ error: "x" }), null);
+  assert.equal(statePage(null), null);
+});
+
+// ---------------------------------------------------------------- in Chromium
+
+const isStream = (headers: Record<string, string>) =>
+  (headers["accept"] || "").includes("text/event-stream");
+
+browserTest(
+  "the dashboard long-polls after one stream request when the server answers with JSON",
+  async (t) => {
+    const { server, page } = t;
+    const room = await server.room();
+    const feed: { url: string; stream: boolean }[] = [];
+    page.on("request", (r) => {
+      if (new URL(r.url()).pathname.endsWith("/changes")) {
+        feed.push({ url: r.url(), stream: isStream(r.headers()) });
+      }
+    });
+    await t.open(room, room.view_token);
+    const m = await server.ok("POST", `/rooms/${room.id}/messages`, room.token, { body: "hi" });
+    await page.locator(`#m${m.id}`).waitFor(WAIT);
+    await page.locator("#conn[data-transport=poll]").waitFor(WAIT);
+    assert.equal(feed.filter((f) => f.stream).length, 1, "asks for a stream once");
+    assert.equal(feed[0].stream, true, "asks for the stream first");
+    assert.ok(feed.slice(1).every((f) => new URL(f.url).searchParams.get("wait") === "25"));
+  },
+);
+
+browserTest(
+  "the dashboard follows a server-sent event stream and resumes it from the last event id",
+  async (t) => {
+    const { server, page } = t;
+    const room = await server.room();
+    const r = `/rooms/${room.id}`;
+    const first = await server.ok("POST", `${r}/messages`, room.token, { body: "before" });
+    const streams: { after: number; lastEventId: string | undefined }[] = [];
+    let polls = 0;
+    // A stand-in for the server's stream: each request holds for the next changes, sends them
+    // as events and ends, as the real one does before 55 s.
+    await page.route((url) => url.pathname === `${r}/changes`, async (route) => {
+      const req = route.request();
+      if (!isStream(req.headers())) {
+        polls++;
+        return route.continue().catch(() => {});
+      }
+      const after = Number(new URL(req.url()).searchParams.get("after"));
+      streams.push({ after, lastEventId: req.headers()["last-event-id"] });
+      try {
+        const res = await server.ok("GET", `${r}/changes?after=${after}&wait=3`, room.view_token);
+        const events = res.changes.map((ch: Json) =>
+          `id: ${ch.rev}\ndata: ${JSON.stringify(ch)}\n\n`
+        );
+        await route.fulfill({
+          status: 200,
+          headers: { "content-type": "text/event-stream", "cache-control": "no-store" },
+          body: `retry: 50\n: ${events.length} events\n\n${events.join("")}`,
+        });
+      } catch { /* the page closed while it waited */ }
+    });
+    await t.open(room, room.view_token);
+    await page.locator(`#m${first.id}`).waitFor(WAIT);
+
+    const second = await server.ok("POST", `${r}/messages`, room.token, {
+      kind: "task",
+      body: "over the stream",
+    });
+    await page.locator(`#m${second.id}`).waitFor(WAIT);
+    await page.locator("#conn[data-state=live][data-transport=stream]").waitFor(WAIT);
+    const coder = await server.agent(room, "coder");
+    await page.locator('[data-agent="coder"]').waitFor(WAIT);
+    await server.ok("PUT", `${r}/state`, coder.token, { key: "plan", value: "ship" });
+    await page.locator('[data-key="plan"]').waitFor(WAIT);
+    await server.ok("POST", `${r}/messages/${second.id}/claim`, coder.token);
+    await page.locator(`#m${second.id} .claim.held`).waitFor(WAIT);
+
+    assert.equal(polls, 0, "no long poll while the stream works");
+    assert.deepEqual(await page.locator(".msg .body").allInnerTexts(), [
+      "before",
+      "over the stream",
+    ]);
+    assert.equal(streams[0].after, first.id, "starts from the room's revision at load");
+    const afters = streams.map((s) => s.after);
+    assert.deepEqual([...afters].sort((a, b) => a - b), afters, "the cursor never goes back");
+    assert.ok(new Set(afters).size >= 4, `resumes after each change: ${afters}`);
+    for (const s of streams) assert.equal(s.lastEventId, String(s.after));
+  },
+);
+
+browserTest("the dashboard reads state page by page when the server pages it", async (t) => {
+  const { server, page } = t;
+  const room = await server.room();
+  const r = `/rooms/${room.id}`;
+  const keys = ["a", "b", "c", "d", "e"];
+  for (const key of keys) await server.ok("PUT", `${r}/state`, room.token, { key, value: key });
+  const asked: (string | null)[] = [];
+  // The paged shape: { entries, next }, two entries a page, until next is null.
+  await page.route((url) => url.pathname === `${r}/state`, async (route) => {
+    const cursor = new URL(route.request().url()).searchParams.get("cursor");
+    asked.push(cursor);
+    const all = await server.ok("GET", `${r}/state`, room.view_token);
+    const from = cursor === null ? 0 : Number(cursor.slice(1));
+    const next = from + 2 < all.length ? `p${from + 2}` : null;
+    await route.fulfill({ json: { entries: all.slice(from, from + 2), next } });
+  });
+  await t.open(room, room.view_token);
+  assert.deepEqual(await page.locator(".kv-key").allInnerTexts(), keys);
+  assert.deepEqual(asked, [null, "p2", "p4"]);
+  assert.equal(await page.locator("#state-count").innerText(), "(5)");
+});
