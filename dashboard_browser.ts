@@ -60,6 +60,14 @@ export type Change =
   | { rev: number; type: "agent"; agent: Agent }
   | { rev: number; type: "state"; deleted: boolean; state: StateEntry };
 
+/** An API answer: its status, its JSON body (null when it has none) and its Retry-After. */
+export interface ApiResult<T = unknown> {
+  ok: boolean;
+  status: number;
+  data: T;
+  retryAfter: number;
+}
+
 /** One server-sent event as the EventSource standard dispatches it. */
 export interface SseEvent {
   id: string;
@@ -96,6 +104,42 @@ export function h(tag: string, props: Props | null, ...kids: Kid[]): HTMLElement
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Calls the API; a network error or a 40 s timeout throws. */
+export async function request<T = unknown>(
+  auth: Record<string, string>,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<ApiResult<T>> {
+  const headers = { ...auth };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), 40000);
+  try {
+    const res = await fetch(path, {
+      method,
+      headers,
+      cache: "no-store",
+      signal: ctl.signal,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let data = null;
+    try {
+      data = await res.json();
+    } catch { /* not JSON */ }
+    const retryAfter = Number(res.headers.get("retry-after")) || 0;
+    return { ok: res.ok, status: res.status, data: data as T, retryAfter };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The message of an API error answer, or null. */
+export function errorText(r: ApiResult | null): string | null {
+  const data = r && r.data as { message?: unknown } | null;
+  return data && typeof data.message === "string" ? data.message : null;
 }
 
 /** A time of day, with the date in front when it is not today. */

@@ -3,37 +3,22 @@
 /// <reference lib="dom.iterable" />
 import {
   type Agent,
-  ago,
+  type ApiResult,
   type Change,
-  clip,
+  errorText,
   fmtTime,
-  h,
-  headline,
-  hue,
-  type Kid,
   type Message,
   type PageConfig,
+  request,
   type Room,
-  sleep,
-  sseParser,
   type StateEntry,
-  statePage,
-  valueBlock,
 } from "./dashboard_browser.ts";
-
-interface ApiResult<T = unknown> {
-  ok: boolean;
-  status: number;
-  data: T;
-  retryAfter: number;
-}
-
-/** What one attempt to stream the change feed came to, for the follow loop to act on. */
-type StreamEnd = "ended" | "failed" | "unsupported" | "reload";
+import { roomFeed } from "./dashboard_feed.ts";
+import { agentItem, messageItem, scopeItem, stateItem } from "./dashboard_render.ts";
 
 /**
  * Runs the room view. Embedded in the page by its source text (see dashboard_script.ts): it may
- * use DOM globals and the functions of dashboard_browser.ts, nothing else from outside.
+ * use DOM globals and the functions of the dashboard_*.ts modules it imports, nothing else.
  */
 export function roomPage(config: PageConfig): void {
   const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -55,62 +40,13 @@ export function roomPage(config: PageConfig): void {
     : "none";
   const CAN_POST = TOKEN_KIND === "open" || TOKEN_KIND === "room" || TOKEN_KIND === "other";
   const PAGE = 200;
-  const KIND_HUES: Record<string, number> = {
-    message: 215,
-    task: 32,
-    result: 145,
-    answer: 160,
-    question: 190,
-    event: 270,
-    status: 250,
-    review: 300,
-    plan: 55,
-    error: 0,
-    warning: 20,
-  };
-  const STATUS_HUES: Record<string, number> = {
-    idle: 220,
-    working: 32,
-    busy: 32,
-    done: 145,
-    blocked: 0,
-    error: 0,
-    waiting: 270,
-    reviewing: 300,
-  };
 
   function authHeaders(): Record<string, string> {
     return token && !OPEN ? { authorization: "Bearer " + token } : {};
   }
 
-  async function api<T = unknown>(method: string, path: string, body?: unknown) {
-    const headers = authHeaders();
-    if (body !== undefined) headers["content-type"] = "application/json";
-    const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(), 40000);
-    try {
-      const res = await fetch(path, {
-        method,
-        headers,
-        cache: "no-store",
-        signal: ctl.signal,
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      let data = null;
-      try {
-        data = await res.json();
-      } catch { /* not JSON */ }
-      const retryAfter = Number(res.headers.get("retry-after")) || 0;
-      return { ok: res.ok, status: res.status, data: data as T, retryAfter } as ApiResult<T>;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  function errorText(r: ApiResult | null): string | null {
-    const data = r && r.data as { message?: unknown } | null;
-    return data && typeof data.message === "string" ? data.message : null;
-  }
+  const api = <T>(method: string, path: string, body?: unknown) =>
+    request<T>(authHeaders(), method, path, body);
 
   // -------------------------------------------------------------- state of the page
 
@@ -124,18 +60,14 @@ export function roomPage(config: PageConfig): void {
   const replies = new Map<number, Set<number>>(); // message id -> ids of loaded replies to it
   const leases = new Map<number, number>(); // message id -> when its claim's lease ends (ms)
   const ttls = new Map<string, { end: number; s: StateEntry }>(); // scope + "\n" + key
-  let cursor = 0;
   let oldest = Infinity;
   let newest = 0;
   let moreOlder = false;
-  let generation = 0;
   let unseen = 0;
   let replyTo: number | null = null;
   let replyPrevTo: string | null = null; // the recipient chosen before a reply picked one
   let replyAutoTo: string | null = null; // the recipient a reply picked, or null
   let stuck = true;
-  let streams = true; // false once the server answered a stream request with something else
-  let stopStream: (() => void) | null = null;
 
   const log = $("log"), msgBox = $("msgs"), jump = $("jump");
   const fKind = $<HTMLSelectElement>("f-kind"), fAgent = $<HTMLSelectElement>("f-agent");
@@ -161,8 +93,7 @@ export function roomPage(config: PageConfig): void {
   }
 
   function fatal(res: ApiResult | null, fallback?: string) {
-    generation++;
-    if (stopStream) stopStream();
+    feed.stop();
     setConn("error");
     $("main").hidden = true;
     $("fatal").hidden = false;
@@ -221,40 +152,7 @@ export function roomPage(config: PageConfig): void {
       (Number(y.online) - Number(x.online)) ||
       (x.joined_at < y.joined_at ? -1 : x.joined_at > y.joined_at ? 1 : 0)
     );
-    $("agents").replaceChildren(...list.map((a) =>
-      h(
-        "li",
-        { class: "agent" + (a.online ? "" : " offline"), "data-agent": a.id },
-        h(
-          "div",
-          { class: "agent-line" },
-          h("span", {
-            class: "presence" + (a.online ? " on" : ""),
-            title: a.online ? "online" : "offline",
-          }),
-          h("span", { class: "agent-name who", hue: hue(a.id) }, a.name),
-          a.name !== a.id ? h("span", { class: "agent-id" }, a.id) : null,
-          h("span", { class: "role" }, a.role),
-          a.online
-            ? h("span", { class: "status", hue: hue(a.status, STATUS_HUES) }, a.status)
-            : h("span", {
-              class: "status stale",
-              title: "Offline: the status it last set, which may no longer hold",
-            }, "offline (last: " + a.status + ")"),
-        ),
-        a.note
-          ? h("div", {
-            class: "agent-note" + (a.online ? "" : " stale"),
-            title: a.online ? null : "last note, set while it was online",
-          }, a.note)
-          : null,
-        h(
-          "div",
-          { class: "seen", title: a.last_seen || "" },
-          (a.online ? "online · " : "") + ago(a.last_seen),
-        ),
-      )
-    ));
+    $("agents").replaceChildren(...list.map(agentItem));
     $("agents-empty").hidden = agents.size > 0;
     $("agent-count").textContent = agents.size ? "(" + agents.size + ")" : "";
     const to = $<HTMLSelectElement>("p-to"), chosen = to.value;
@@ -266,10 +164,10 @@ export function roomPage(config: PageConfig): void {
   }
 
   async function refreshAgents() {
-    const gen = generation;
+    const gen = feed.generation();
     try {
       const r = await api<Agent[]>("GET", BASE + "/agents");
-      if (r.ok && gen === generation) { for (const a of r.data) upsertAgent(a); }
+      if (r.ok && gen === feed.generation()) { for (const a of r.data) upsertAgent(a); }
     } catch { /* the change feed reports connection trouble */ }
   }
 
@@ -302,138 +200,16 @@ export function roomPage(config: PageConfig): void {
     return (!k || m.kind === k) && (!a || m.from_agent === a || m.to_agent === a);
   }
 
-  function snippet(m: Message): string {
-    const head = headline(m.body);
-    const t = head
-      ? head.text
-      : (typeof m.body === "string" ? m.body : JSON.stringify(m.body)).replace(/\s+/g, " ");
-    return (m.from_agent || "anonymous") + ": " + (t.length > 90 ? t.slice(0, 90) + "…" : t);
-  }
-
-  function claimBadge(m: Message): HTMLElement | null {
-    const c = m.claim;
-    if (c && (!c.expires_at || Date.parse(c.expires_at) > Date.now())) {
-      const until = c.expires_at ? " until " + fmtTime(c.expires_at) : "";
-      return h(
-        "span",
-        { class: "claim held", title: "claimed " + c.claimed_at + until },
-        "claimed by " + c.agent,
-      );
-    }
-    if (c) {
-      return h("span", {
-        class: "claim open expired",
-        title: "the lease of " + c.agent + " ended " + c.expires_at + ": anyone may claim it",
-      }, "unclaimed · lease of " + c.agent + " expired");
-    }
-    if (m.kind === "task") return h("span", { class: "claim open" }, "unclaimed");
-    return null;
-  }
-
-  /** Links to a message's replies: results first ("✓ result by X"), then the other replies. */
-  function replyMarks(m: Message): HTMLElement[] | null {
-    const ids = replies.get(m.id);
-    if (!ids || !ids.size) return null;
-    const list = [...ids].sort((a, b) => a - b).map((id) => msgs.get(id)!.m);
-    const results = list.filter((r) => r.kind === "result");
-    const others = list.filter((r) => r.kind !== "result");
-    const by = (r: Message) => r.from_agent ? agentName(r.from_agent) : "anonymous";
-    const ref = (rs: Message[]) => rs.map((r) => "#" + r.id + " by " + by(r)).join(", ");
-    const out: HTMLElement[] = [];
-    if (results.length) {
-      const last = results[results.length - 1];
-      const names = [...new Set(results.map(by))];
-      out.push(h(
-        "a",
-        {
-          class: "mark result-mark",
-          href: "#m" + last.id,
-          "data-goto": last.id,
-          title: "results: " + ref(results),
-        },
-        results.length === 1
-          ? "✓ result by " + names[0]
-          : "✓ " + results.length + " results by " + clip(names.join(", "), 60),
-      ));
-    }
-    if (others.length) {
-      const last = others[others.length - 1];
-      out.push(h(
-        "a",
-        {
-          class: "mark replies-mark",
-          href: "#m" + last.id,
-          "data-goto": last.id,
-          title: "replies: " + ref(others),
-        },
-        (results.length ? "+" : "") + others.length + (others.length === 1 ? " reply" : " replies"),
-      ));
-    }
-    return out;
-  }
-
-  // A JSON object body with a "title" or "summary" string: that string first, then the JSON,
-  // unless the string is all there is to it.
-  function bodyBlock(m: Message): HTMLElement[] {
-    const head = headline(m.body);
-    const block = valueBlock(m.body, "body", expanded, "m" + m.id);
-    if (!head) return block;
-    const title = h("p", {
-      class: "msg-title",
-      title: head.text.length > 200 ? head.text : null,
-    }, clip(head.text, 200));
-    const only = Object.keys(m.body as object).length === 1 && head.raw === head.text &&
-      head.text.length <= 200;
-    return only ? [title] : [title, ...block];
-  }
-
   function renderMessage(m: Message): HTMLElement {
     const parent = m.reply_to != null ? msgs.get(m.reply_to) : null;
-    const who = (id: string | null, fallback: string, cls: string): Kid =>
-      h("span", { class: cls, hue: id ? hue(id) : null }, id ? agentName(id) : fallback);
-    const el = h(
-      "article",
-      {
-        class: "msg" + (m.from_agent === "human" ? " human" : "") +
-          (m.reply_to != null ? " is-reply" : ""),
-        id: "m" + m.id,
-        "data-id": m.id,
-        "data-kind": m.kind,
-      },
-      h(
-        "div",
-        { class: "msg-head" },
-        h("a", { class: "msg-id", href: "#m" + m.id, "data-goto": m.id }, "#" + m.id),
-        who(m.from_agent, "anonymous", "who"),
-        h("span", { class: "arrow" }, "→"),
-        who(m.to_agent, "all", "who to"),
-        h("span", { class: "tag", hue: hue(m.kind, KIND_HUES) }, m.kind),
-        claimBadge(m),
-        replyMarks(m),
-        CAN_POST
-          ? h("button", {
-            type: "button",
-            class: "linkish reply-btn",
-            "data-reply": m.id,
-            title: "Reply to #" + m.id,
-          }, "reply")
-          : null,
-        h(
-          "time",
-          { class: "time", datetime: m.created_at, title: m.created_at },
-          fmtTime(m.created_at),
-        ),
-      ),
-      m.reply_to != null
-        ? h(
-          "div",
-          { class: "reply-to" },
-          h("a", { href: "#m" + m.reply_to, "data-goto": m.reply_to }, "↳ reply to #" + m.reply_to),
-          parent ? " · " + snippet(parent.m) : null,
-        )
-        : null,
-      bodyBlock(m),
-    );
+    const ids = [...replies.get(m.id) || []].sort((a, b) => a - b);
+    const el = messageItem(m, {
+      parent: parent ? parent.m : null,
+      replies: ids.map((id) => msgs.get(id)!.m),
+      name: agentName,
+      canPost: CAN_POST,
+      expanded,
+    });
     el.hidden = !visible(m);
     return el;
   }
@@ -557,21 +333,7 @@ export function roomPage(config: PageConfig): void {
         }
       }
     } else {
-      const el = h(
-        "div",
-        { class: "kv", "data-scope": s.scope, "data-key": s.key },
-        h(
-          "div",
-          { class: "kv-head" },
-          h("span", { class: "kv-key" }, s.key),
-          h("span", { class: "kv-ver" }, "v" + s.version),
-          h("time", {
-            class: "kv-time",
-            title: s.updated_at + (s.expires_at ? ", expires " + s.expires_at : ""),
-          }, fmtTime(s.updated_at) + (s.expires_at ? " · ttl" : "")),
-        ),
-        valueBlock(s.value, "body", expanded, "s" + k),
-      );
+      const el = stateItem(s, expanded);
       if (had) {
         had.el.replaceWith(el);
         had.el = el;
@@ -596,21 +358,8 @@ export function roomPage(config: PageConfig): void {
     let g = scopes.get(scope);
     if (g) return g;
     const shared = scope === "_shared";
-    const title = shared ? "shared" : agentName(scope);
-    const list = h("div", { class: "kv-list" });
-    const el = h(
-      "section",
-      { class: "scope", "data-scope": scope },
-      h(
-        "h3",
-        null,
-        shared ? null : h("span", { class: "who", hue: hue(scope) }, title),
-        shared ? title : null,
-        h("span", { class: "muted" }, shared ? "_shared" : title === scope ? "scope" : scope),
-      ),
-      list,
-    );
-    g = { el, list };
+    g = scopeItem(scope, shared ? "shared" : agentName(scope));
+    const el = g.el;
     scopes.set(scope, g);
     let next: HTMLElement | null = null;
     if (!shared) {
@@ -640,74 +389,18 @@ export function roomPage(config: PageConfig): void {
     newest = 0;
   }
 
-  /** Every state entry, page by page: a bare array (one answer) or `{ entries, next }` pages. */
-  async function loadState(): Promise<ApiResult<StateEntry[]>> {
-    const all: StateEntry[] = [];
-    const seen = new Set<string>();
-    let url = BASE + "/state";
-    for (;;) {
-      const r = await api("GET", url);
-      if (!r.ok) return r as ApiResult<StateEntry[]>;
-      const page = statePage(r.data);
-      if (!page) return { ...r, ok: false, status: 502, data: [] };
-      all.push(...page.entries);
-      if (page.next === null || seen.has(page.next)) break;
-      seen.add(page.next);
-      url = BASE + "/state?cursor=" + encodeURIComponent(page.next);
-    }
-    return { ok: true, status: 200, data: all, retryAfter: 0 };
-  }
-
-  async function load() {
-    const gen = ++generation;
-    if (stopStream) stopStream();
-    setConn("connecting");
-    if (!roomId) return fatal(null, "No room id in the address");
-    if (token && !/^[\x21-\x7e]+$/.test(token)) {
-      return fatal(
-        null,
-        "Malformed token in the address: a token has no spaces or special characters",
-      );
-    }
-    let delay = 500;
-    while (gen === generation) {
-      try {
-        const room = await api<Room>("GET", BASE);
-        if (room.ok) {
-          const rev = room.data.rev;
-          const [ag, st, ms] = await Promise.all([
-            api<Agent[]>("GET", BASE + "/agents"),
-            loadState(),
-            api<Message[]>("GET", BASE + "/messages?before=" + (rev + 1) + "&limit=" + PAGE),
-          ]);
-          const bad = [ag, st, ms].find((r) => !r.ok) as ApiResult | undefined;
-          if (!bad) {
-            if (gen !== generation) return;
-            clearAll();
-            showRoom(room.data);
-            $("fatal").hidden = true;
-            $("main").hidden = false;
-            for (const a of ag.data) upsertAgent(a);
-            for (const s of st.data) upsertState(s, false);
-            moreOlder = ms.data.length >= PAGE;
-            for (const m of ms.data) upsertMessage(m);
-            $("older").hidden = !moreOlder;
-            countMessages();
-            toBottom();
-            cursor = rev;
-            setConn("live");
-            follow(gen);
-            return;
-          }
-          if (bad.status < 500 && bad.status !== 429) return fatal(bad);
-        } else if (room.status < 500 && room.status !== 429) {
-          return fatal(room);
-        }
-      } catch { /* network error: retry below */ }
-      setConn("reconnecting");
-      await sleep(delay);
-      delay = Math.min(5000, delay * 2);
-    }
+  function show(room: Room, ag: Agent[], st: StateEntry[], ms: Message[]) {
+    clearAll();
+    showRoom(room);
+    $("fatal").hidden = true;
+    $("main").hidden = false;
+    for (const a of ag) upsertAgent(a);
+    for (const s of st) upsertState(s, false);
+    moreOlder = ms.length >= PAGE;
+    for (const m of ms) upsertMessage(m);
+    $("older").hidden = !moreOlder;
+    countMessages();
+    toBottom();
   }
 
   function applyChanges(changes: Change[]) {
@@ -734,121 +427,27 @@ export function roomPage(config: PageConfig): void {
     }
   }
 
-  // Follows the feed as a stream of server-sent events while the server offers one, else (or for
-  // a round after a failed stream) by long polling, which also decides what an error means.
-  async function follow(gen: number) {
-    let delay = 0;
-    let retry = 0;
-    while (gen === generation) {
-      if (streams) {
-        const s = await stream(gen);
-        if (gen !== generation) return;
-        if (s.retry !== null) retry = Math.min(s.retry, 30000);
-        if (s.end === "reload") {
-          load();
-          return;
-        }
-        if (s.end === "unsupported") streams = false;
-        if (s.end === "ended") {
-          delay = 0;
-          if (retry) await sleep(retry);
-          continue;
-        }
-      }
-      let r: ApiResult<{ changes: Change[]; next: number }> | null = null;
-      try {
-        r = await api("GET", BASE + "/changes?after=" + cursor + "&wait=25&limit=500");
-      } catch { /* network error or timeout */ }
-      if (gen !== generation) return;
-      if (r && r.ok) {
-        if (delay) {
-          setConn("live");
-          refreshAgents();
-        }
-        setTransport("poll");
-        delay = 0;
-        applyChanges(r.data.changes);
-        cursor = Math.max(cursor, r.data.next);
-        continue;
-      }
-      if (r && r.status === 410) {
-        load();
-        return;
-      }
-      if (r && r.status < 500 && r.status !== 429 && r.status !== 408) {
-        fatal(r);
-        return;
-      }
-      setConn("reconnecting");
-      delay = Math.min(5000, delay ? delay * 2 : 500);
-      const jitter = delay * (0.75 + Math.random() * 0.5);
-      await sleep(Math.max(jitter, retry, r && r.retryAfter ? r.retryAfter * 1000 : 0));
-    }
-  }
+  const feed = roomFeed({
+    base: BASE,
+    page: PAGE,
+    headers: authHeaders,
+    show,
+    apply: applyChanges,
+    conn: setConn,
+    transport: setTransport,
+    recovered: refreshAgents,
+    fatal,
+  });
 
-  // One stream of the change feed from the cursor, read until the server ends it.
-  async function stream(gen: number): Promise<{ end: StreamEnd; retry: number | null }> {
-    const ctl = new AbortController();
-    const stop = () => ctl.abort();
-    stopStream = stop;
-    let idle: ReturnType<typeof setTimeout> | undefined;
-    const arm = () => {
-      clearTimeout(idle);
-      idle = setTimeout(stop, 65000);
-    };
-    const parser = sseParser();
-    let end: StreamEnd = "failed";
-    arm();
-    try {
-      const headers = authHeaders();
-      headers.accept = "text/event-stream";
-      headers["last-event-id"] = String(cursor);
-      const res = await fetch(BASE + "/changes?after=" + cursor, {
-        headers,
-        cache: "no-store",
-        signal: ctl.signal,
-      });
-      const type = res.headers.get("content-type") || "";
-      if (res.status !== 200 || !res.body || !/^text\/event-stream\b/i.test(type)) {
-        res.body?.cancel().catch(() => {});
-        if (res.status === 410) end = "reload";
-        else if (res.status === 200 || (res.status < 500 && ![408, 429].includes(res.status))) {
-          end = "unsupported";
-        }
-        return { end, retry: null };
-      }
-      if (gen !== generation) return { end, retry: null };
-      const recovered = $("conn").dataset.state !== "live";
-      setConn("live");
-      setTransport("stream");
-      if (recovered) refreshAgents();
-      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (gen !== generation) return { end, retry: null };
-        if (done) break;
-        arm();
-        const changes: Change[] = [];
-        for (const ev of parser.push(value)) {
-          let ch: Change | null = null;
-          try {
-            ch = JSON.parse(ev.data);
-          } catch { /* not a change */ }
-          const rev = /^\d+$/.test(ev.id) ? Number(ev.id) : ch && ch.rev;
-          if (!ch || typeof ch.type !== "string" || typeof rev !== "number") continue;
-          if (rev > cursor) changes.push(ch);
-          cursor = Math.max(cursor, rev);
-        }
-        if (changes.length) applyChanges(changes);
-        end = "ended";
-      }
-    } catch {
-      /* network error, or the stream went quiet for too long */
-    } finally {
-      clearTimeout(idle);
-      if (stopStream === stop) stopStream = null;
+  function load() {
+    if (!roomId) return fatal(null, "No room id in the address");
+    if (token && !/^[\x21-\x7e]+$/.test(token)) {
+      return fatal(
+        null,
+        "Malformed token in the address: a token has no spaces or special characters",
+      );
     }
-    return { end, retry: parser.retry() };
+    feed.load();
   }
 
   async function loadOlder() {

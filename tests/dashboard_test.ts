@@ -881,9 +881,10 @@ browserTest("a populated room renders on a laptop and stacks on a phone", async 
     "document.documentElement.scrollWidth - document.documentElement.clientWidth",
   );
   assert.equal(overflow, 0, "nothing is wider than the phone");
-  // DASHBOARD_SHOTS=<dir> also saves the phone and dark-mode views, for a person to look at.
+  // DASHBOARD_SHOTS=<dir> also saves the laptop, phone and dark-mode views, for a person to look at.
   const shots = Deno.env.get("DASHBOARD_SHOTS");
   if (shots) {
+    await Deno.writeFile(`${shots}/laptop.png`, png);
     await page.screenshot({ path: `${shots}/phone.png`, fullPage: true });
     await page.setViewportSize({ width: 1280, height: 800 });
     await page.emulateMedia({ colorScheme: "dark" });
