@@ -3,7 +3,8 @@
 import assert from "node:assert/strict";
 import { type SseEvent, sseParser, statePage } from "../dashboard_browser.ts";
 import { landingScript, roomScript } from "../dashboard_script.ts";
-import { browserTest, type Json, WAIT } from "./dashboard_helpers.ts";
+import type { Service } from "../main.ts";
+import { browserTest, type Json, Server, WAIT } from "./dashboard_helpers.ts";
 
 // ---------------------------------------------------------------- the page scripts (in-process)
 
@@ -181,6 +182,82 @@ browserTest(
     for (const s of streams) assert.equal(s.lastEventId, String(s.after));
   },
 );
+
+/**
+ * The service with a stand-in for the coming stream: `/changes` with `Accept: text/event-stream`
+ * sends each change as an event the moment it happens, and the server ends a stream after
+ * `perStream` events. `streams` records each stream's Last-Event-ID and whether it ended.
+ */
+function streaming(service: Service, perStream: number) {
+  const streams: { lastEventId: string | null; ended: boolean }[] = [];
+  const fetch = (req: Request, info?: unknown) => {
+    const url = new URL(req.url);
+    if (!url.pathname.endsWith("/changes") || !isStream(Object.fromEntries(req.headers))) {
+      return service.fetch(req, info);
+    }
+    const record = { lastEventId: req.headers.get("last-event-id"), ended: false };
+    streams.push(record);
+    let after = Number(record.lastEventId ?? url.searchParams.get("after"));
+    const headers: Record<string, string> = {};
+    if (req.headers.has("authorization")) headers.authorization = req.headers.get("authorization")!;
+    const encoder = new TextEncoder();
+    let cancelled = false;
+    const body = new ReadableStream<Uint8Array>({
+      async start(ctl) {
+        ctl.enqueue(encoder.encode("retry: 100\n: hello\n\n"));
+        let sent = 0;
+        while (!cancelled && sent < perStream) {
+          const held = new Request(`http://x${url.pathname}?after=${after}&wait=1&limit=1`, {
+            headers,
+          });
+          const res = await (await service.fetch(held)).json();
+          for (const ch of res.changes ?? []) {
+            ctl.enqueue(encoder.encode(`id: ${ch.rev}\ndata: ${JSON.stringify(ch)}\n\n`));
+            after = ch.rev;
+            sent++;
+          }
+        }
+        record.ended = true;
+        if (!cancelled) ctl.close();
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    return new Response(body, { headers: { "content-type": "text/event-stream" } });
+  };
+  return { service: { ...service, fetch }, streams };
+}
+
+browserTest("the dashboard shows each event of an open stream as it arrives", async (t) => {
+  const { page } = t;
+  const { service, streams } = streaming(t.server.service, 2);
+  const server = new Server(service);
+  try {
+    const room = await server.room();
+    const r = `/rooms/${room.id}`;
+    const post = (body: string) => server.ok("POST", `${r}/messages`, room.token, { body });
+    await page.goto(`${server.base}/?room=${room.id}#token=${room.view_token}`);
+    await page.locator("#conn[data-state=live][data-transport=stream]").waitFor(WAIT);
+
+    const one = await post("one");
+    await page.locator(`#m${one.id}`).waitFor(WAIT);
+    assert.equal(streams.length, 1);
+    assert.equal(streams[0].ended, false, "shown while its stream is still open");
+
+    const two = await post("two");
+    await page.locator(`#m${two.id}`).waitFor(WAIT);
+    const three = await post("three");
+    await page.locator(`#m${three.id}`).waitFor(WAIT);
+    assert.equal(streams[0].ended, true);
+    assert.equal(streams[1].lastEventId, String(two.rev), "resumes after the last event");
+    assert.equal(streams[1].ended, false, "the next stream carries on");
+    assert.deepEqual(await page.locator(".msg .body").allInnerTexts(), ["one", "two", "three"]);
+  } finally {
+    await t.browser.close();
+    await server.stop();
+  }
+});
 
 browserTest("the dashboard reads state page by page when the server pages it", async (t) => {
   const { server, page } = t;
