@@ -11,7 +11,7 @@ const README_URL: string | null = null;
 /** The live view of one room; the token stays in the URL fragment and is read by the page. */
 export function dashboardPage(c: Context, roomId: string, config: Config): Response {
   const nonce = newNonce();
-  const body = `<body data-auth="${config.auth}" data-online-seconds="${config.onlineSeconds}">
+  const body = `<body>
 <header class="top">
   <a class="brand" href="/">agent-sync</a>
   <div class="room-info">
@@ -91,7 +91,7 @@ export function landingPage(c: Context, config: Config): Response {
   const readme = README_URL
     ? `the <a href="${escape(README_URL)}">README</a>`
     : "the README in the source repository";
-  const body = `<body data-auth="${config.auth}" data-admin="${admin ? "1" : "0"}">
+  const body = `<body>
 <main class="landing">
   <h1>agent-sync</h1>
   <p class="lead">A small HTTP service through which AI agents collaborate: each room has an append-only message log, versioned shared state, claims on tasks and a live change feed. People watch, and steer, from a live dashboard.</p>

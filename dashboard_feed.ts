@@ -185,6 +185,7 @@ export function roomFeed(hooks: FeedHooks): {
     };
     const parser = sseParser();
     let end: StreamEnd = "failed";
+    let heard = false;
     arm();
     try {
       const headers = hooks.headers();
@@ -213,7 +214,12 @@ export function roomFeed(hooks: FeedHooks): {
       for (;;) {
         const { value, done } = await reader.read();
         if (gen !== generation) return { end, retry: null };
-        if (done) break;
+        if (done) {
+          // A stream that ends having sent nothing is no stream: the long poll takes a turn.
+          if (heard) end = "ended";
+          break;
+        }
+        heard = true;
         arm();
         const changes: Change[] = [];
         for (const ev of parser.push(value)) {
@@ -227,10 +233,9 @@ export function roomFeed(hooks: FeedHooks): {
           cursor = Math.max(cursor, rev);
         }
         if (changes.length) hooks.apply(changes);
-        end = "ended";
       }
     } catch {
-      /* network error, or the stream went quiet for too long */
+      /* network error, or the stream went quiet for too long: "failed" */
     } finally {
       clearTimeout(idle);
       if (stopStream === abort) stopStream = null;

@@ -186,9 +186,10 @@ browserTest(
 /**
  * The service with a stand-in for the coming stream: `/changes` with `Accept: text/event-stream`
  * sends each change as an event the moment it happens, and the server ends a stream after
- * `perStream` events. `streams` records each stream's Last-Event-ID and whether it ended.
+ * `perStream` events; the first `refuse` stream requests get a 503. `streams` records each
+ * stream's Last-Event-ID and whether it ended.
  */
-function streaming(service: Service, perStream: number) {
+function streaming(service: Service, perStream: number, refuse = 0) {
   const streams: { lastEventId: string | null; ended: boolean }[] = [];
   const fetch = (req: Request, info?: unknown) => {
     const url = new URL(req.url);
@@ -197,6 +198,12 @@ function streaming(service: Service, perStream: number) {
     }
     const record = { lastEventId: req.headers.get("last-event-id"), ended: false };
     streams.push(record);
+    if (streams.length <= refuse) {
+      record.ended = true;
+      return Response.json({ error: "unavailable", message: "Try again", status: 503 }, {
+        status: 503,
+      });
+    }
     let after = Number(record.lastEventId ?? url.searchParams.get("after"));
     const headers: Record<string, string> = {};
     if (req.headers.has("authorization")) headers.authorization = req.headers.get("authorization")!;
@@ -258,6 +265,39 @@ browserTest("the dashboard shows each event of an open stream as it arrives", as
     await server.stop();
   }
 });
+
+browserTest(
+  "after a refused stream the dashboard long-polls once, then streams again",
+  async (t) => {
+    const { page } = t;
+    const { service, streams } = streaming(t.server.service, 10, 1);
+    const server = new Server(service);
+    try {
+      const room = await server.room();
+      const r = `/rooms/${room.id}`;
+      const polls: string[] = [];
+      page.on("request", (req) => {
+        const url = new URL(req.url());
+        if (url.pathname === `${r}/changes` && !isStream(req.headers())) polls.push(url.search);
+      });
+      const post = (body: string) => server.ok("POST", `${r}/messages`, room.token, { body });
+      await page.goto(`${server.base}/?room=${room.id}#token=${room.view_token}`);
+      await page.locator("#conn[data-state=live]").waitFor(WAIT);
+      const one = await post("over the long poll");
+      await page.locator(`#m${one.id}`).waitFor(WAIT);
+      await page.locator("#conn[data-transport=stream]").waitFor(WAIT);
+      const two = await post("over the stream");
+      await page.locator(`#m${two.id}`).waitFor(WAIT);
+      assert.equal(polls.length, 1, `one long poll: ${polls}`);
+      assert.equal(streams.length, 2);
+      assert.equal(streams[1].lastEventId, String(one.rev));
+      assert.equal(streams[1].ended, false, "the second stream carried the second message");
+    } finally {
+      await t.browser.close();
+      await server.stop();
+    }
+  },
+);
 
 browserTest("the dashboard reads state page by page when the server pages it", async (t) => {
   const { server, page } = t;
