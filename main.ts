@@ -83,7 +83,7 @@ export function createService(config: Config = loadConfig()): Service {
       ? {
         "Access-Control-Allow-Origin": "*",
         "Access-Control-Expose-Headers":
-          "Retry-After, RateLimit, RateLimit-Policy, Idempotent-Replayed",
+          "Retry-After, RateLimit, RateLimit-Policy, Idempotent-Replayed, X-Next-Cursor, Link",
       }
       : {};
     if (api.limiter) {
