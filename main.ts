@@ -149,8 +149,17 @@ export function createService(config: Config = loadConfig()): Service {
     return (await readText(c.req.raw, config.maxBodyBytes)).trim() !== "";
   }
 
-  /** Resolves the room and who the request acts as; 401 without a token, 404 for a wrong one. */
+  /**
+   * Resolves the room and who the request acts as; 401 without a token, 404 for a wrong one.
+   * Leases and ttls that ran out are recorded first, so the room's revision includes them.
+   */
   async function access(c: Context<Env>, roomId: string): Promise<Access> {
+    const a = await authorize(c, roomId);
+    a.room.rev = await waiters.settle(c.get("db"), roomId, a.room.rev);
+    return a;
+  }
+
+  async function authorize(c: Context<Env>, roomId: string): Promise<Access> {
     const d = c.get("db");
     if (open) {
       const room = await q.getRoomAuth(d, roomId);

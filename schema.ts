@@ -40,6 +40,8 @@ export interface Message {
   reply_to: number | null;
   created_at: string;
   claim: Claim | null;
+  /** The lease that ran out, while nobody has claimed the message since. */
+  expired_claim?: { agent: string; expires_at: string };
   rev: number;
 }
 export interface StateEntry {
@@ -55,7 +57,7 @@ export interface StateEntry {
 export type Change =
   | { rev: number; type: "message"; message: Message }
   | { rev: number; type: "agent"; agent: Agent }
-  | { rev: number; type: "state"; deleted: boolean; state: StateEntry };
+  | { rev: number; type: "state"; deleted: boolean; expired?: true; state: StateEntry };
 
 const MIGRATIONS: string[][] = [[
   `CREATE TABLE rooms (
@@ -137,6 +139,18 @@ const MIGRATIONS: string[][] = [[
       UPDATE rooms SET rev = NEW.rev, active_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
       WHERE id = NEW.room_id AND rev < NEW.rev; END`,
   ]),
+], [
+  // Expiry (a claim lease or a key's ttl running out is a change) and the digest. Only indexes,
+  // each IF NOT EXISTS, so this migration is safe in any order with others appended beside it.
+  // A pending lease: claimed_at is set to NULL when its expiry is recorded (see expireDue).
+  `CREATE INDEX IF NOT EXISTS messages_lease ON messages (room_id, claim_expires_at)
+    WHERE claimed_at IS NOT NULL AND claim_expires_at IS NOT NULL`,
+  `CREATE INDEX IF NOT EXISTS state_ttl ON state (room_id, expires_at)
+    WHERE deleted = 0 AND expires_at IS NOT NULL`,
+  `CREATE INDEX IF NOT EXISTS messages_reply ON messages (room_id, reply_to)
+    WHERE reply_to IS NOT NULL`,
+  `CREATE INDEX IF NOT EXISTS messages_to ON messages (room_id, to_agent, id)
+    WHERE to_agent IS NOT NULL`,
 ]];
 
 /** Applies every migration not yet recorded in `_migrations`, each with its record in one batch. */
@@ -226,6 +240,9 @@ function toMessage(r: Record<string, unknown>): Message {
     claim: held
       ? { agent: String(r.claimed_by), claimed_at: String(r.claimed_at), expires_at: expires }
       : null,
+    ...(r.claimed_by !== null && !held
+      ? { expired_claim: { agent: String(r.claimed_by), expires_at: expires! } }
+      : {}),
     rev: Number(r.rev),
   };
 }
@@ -769,6 +786,64 @@ export async function applyStateBatch(
   }
 }
 
+// ---------------------------------------------------------------- expiry
+
+const LEASE_PENDING = "claimed_at IS NOT NULL AND claim_expires_at IS NOT NULL";
+const TTL_PENDING = "deleted = 0 AND expires_at IS NOT NULL";
+
+/** The earliest claim lease or key ttl still to run out, in one room or (null) in every room. */
+export async function nextExpiry(db: Db, roomId: string | null): Promise<string | null> {
+  const inRoom = roomId === null ? "" : "room_id = ?1 AND";
+  const rs = await db.execute({
+    sql: `SELECT min(t) AS t FROM (
+      SELECT min(claim_expires_at) AS t FROM messages INDEXED BY messages_lease WHERE ${inRoom} ${LEASE_PENDING}
+      UNION ALL SELECT min(expires_at) FROM state INDEXED BY state_ttl WHERE ${inRoom} ${TTL_PENDING})`,
+    args: roomId === null ? [] : [roomId],
+  });
+  const t = objects(rs)[0]?.t;
+  return t === null || t === undefined ? null : String(t);
+}
+
+/**
+ * Records every lease and ttl that ran out by `at` (in one room, or in all) as a change: each
+ * row takes its room's next revision, so every expiry appears once in the feed. A lapsed claim
+ * keeps its holder and expiry, with claimed_at cleared to mark it recorded; an expired key
+ * becomes a tombstone that keeps its expires_at. The conditions make it safe for several
+ * processes to run at once: a row is taken by whichever gets there first, exactly once.
+ * Returns the newest revision each room reached.
+ */
+export async function expireDue(
+  db: Db,
+  roomId: string | null,
+  at: string = now(),
+): Promise<Map<string, number>> {
+  const inRoom = roomId === null ? "" : "room_id = ?2 AND";
+  const args = roomId === null ? [at] : [at, roomId];
+  // The correlated subquery is evaluated per row, after the rev trigger of the row before.
+  // INDEXED BY: without statistics the planner would scan the room by its primary key.
+  const results = await db.batch([
+    {
+      sql: `UPDATE messages INDEXED BY messages_lease SET claimed_at = NULL,
+          rev = (SELECT rev + 1 FROM rooms WHERE id = messages.room_id)
+        WHERE ${inRoom} ${LEASE_PENDING} AND claim_expires_at <= ?1 RETURNING room_id, rev`,
+      args,
+    },
+    {
+      sql:
+        `UPDATE state INDEXED BY state_ttl SET deleted = 1, value = 'null', updated_at = expires_at,
+          rev = (SELECT rev + 1 FROM rooms WHERE id = state.room_id)
+        WHERE ${inRoom} ${TTL_PENDING} AND expires_at <= ?1 RETURNING room_id, rev`,
+      args,
+    },
+  ], "write");
+  const revs = new Map<string, number>();
+  for (const r of results.flatMap(objects)) {
+    const id = String(r.room_id);
+    revs.set(id, Math.max(revs.get(id) ?? 0, Number(r.rev)));
+  }
+  return revs;
+}
+
 // ---------------------------------------------------------------- changes
 
 /**
@@ -813,6 +888,8 @@ export async function listChanges(
       rev: Number(r.rev),
       type: "state" as const,
       deleted: Number(r.deleted) === 1,
+      // Only expiry leaves a deleted key with its expires_at (a delete clears it).
+      ...(Number(r.deleted) === 1 && r.expires_at !== null ? { expired: true as const } : {}),
       state: toState(r),
     })),
   ];
