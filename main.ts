@@ -21,6 +21,7 @@ import {
 } from "./http.ts";
 import * as q from "./schema.ts";
 import { skillDoc } from "./skill.ts";
+import { changeStream, streamCursor, wantsStream } from "./stream.ts";
 
 /** Who a request acts as, once its token is checked against the room. */
 type Actor =
@@ -1081,6 +1082,24 @@ export function createService(config: Config = loadConfig()): Service {
     const { room } = await access(c, roomId);
     const p = query(c, changesQuery);
     const after = p.after ?? 0;
+    if (wantsStream(c.req.header("accept"))) {
+      const from = streamCursor(c.req.header("last-event-id"), after);
+      checkCursor(room, from, "changes");
+      return changeStream({
+        db: c.get("db"),
+        roomId,
+        after: from,
+        waiters,
+        client: c.get("client"),
+        signal: c.req.raw.signal,
+        seconds: config.streamSeconds,
+        heartbeatSeconds: config.streamHeartbeatSeconds,
+        pageSize: clamp(p.limit),
+        view: (ch) => ch.type === "agent" ? { ...ch, agent: agentView(ch.agent) } : ch,
+        checkRetention: (trimmed, cursor) =>
+          checkCursor({ ...room, rev: cursor, trimmed_rev: trimmed }, cursor, "changes"),
+      });
+    }
     checkCursor(room, after, "changes");
     const changes = await held(
       c,
