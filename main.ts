@@ -5,6 +5,7 @@ import { mintToken, RateLimiter, safeEqual, sha256, tokenKind } from "./auth.ts"
 import { type Config, loadConfig } from "./config.ts";
 import { dashboardPage, landingPage } from "./dashboard.ts";
 import { type Db, openDb } from "./db.ts";
+import { digest, DIGEST_DEFAULT_BYTES, DIGEST_MAX_BYTES, DIGEST_MIN_BYTES } from "./digest.ts";
 import { ROOM_GONE, Waiters } from "./feed.ts";
 import { idempotency } from "./idempotency.ts";
 import {
@@ -1118,6 +1119,31 @@ export function createService(config: Config = loadConfig()): Service {
       ),
       next,
     });
+  });
+
+  // ------------------------------------------------------------ digest
+
+  const digestQuery = z.strictObject({
+    after: queryInt.optional(),
+    max_bytes: queryInt.pipe(
+      z.number().min(DIGEST_MIN_BYTES, `must be at least ${DIGEST_MIN_BYTES}`)
+        .max(DIGEST_MAX_BYTES, `must be at most ${DIGEST_MAX_BYTES}`),
+    ).optional(),
+    agent: id.optional(),
+  });
+
+  app.get("/rooms/:id/digest", async (c) => {
+    const roomId = param(c, "id");
+    const { actor } = await access(c, roomId);
+    const p = query(c, digestQuery);
+    const d = await digest(c.get("db"), roomId, {
+      after: p.after ?? 0,
+      agent: actingAs(actor, p.agent, "agent"),
+      maxBytes: p.max_bytes ?? DIGEST_DEFAULT_BYTES,
+      onlineSeconds: config.onlineSeconds,
+    });
+    if (!d) throw noRoom(roomId);
+    return c.json(d);
   });
 
   return {

@@ -844,6 +844,105 @@ export async function expireDue(
   return revs;
 }
 
+// ---------------------------------------------------------------- digest
+
+/** A statement with `?N` parameters, given exactly as many arguments as the highest N it uses. */
+function numbered(stmt: { sql: string; args: Value[] }): Statement {
+  const n = Math.max(0, ...[...stmt.sql.matchAll(/\?(\d+)/g)].map((m) => Number(m[1])));
+  return { sql: stmt.sql, args: stmt.args.slice(0, n) };
+}
+
+export interface DigestRows {
+  rev: number;
+  trimmedRev: number;
+  /** When the room was at the cursor, as near as its rows tell (null for cursor 0). */
+  cursorTime: string | null;
+  /** Messages to the agent after the cursor that it has not replied to (tasks aside). */
+  inbox: Message[];
+  inboxTotal: number;
+  /** Tasks open to the agent: unclaimed, lease run out, or claimed by it with no result yet. */
+  tasks: Message[];
+  tasksTotal: number;
+  /** Keys written, deleted or expired after the cursor, at their latest version. */
+  state: (StateEntry & { deleted: boolean })[];
+  stateTotal: number;
+  agents: Agent[];
+  /** New messages after the cursor, per kind. */
+  counts: { kind: string; n: number }[];
+}
+
+/**
+ * What a digest is made of, read in one snapshot: at most `limit` rows per list, with totals.
+ * `agent` null reads no inbox, and tasks open to anyone. Null when the room does not exist.
+ */
+export async function readDigest(
+  db: Db,
+  roomId: string,
+  q: { after: number; agent: string | null; limit: number },
+): Promise<DigestRows | null> {
+  const t = now();
+  // ?1 room, ?2 agent, ?3 cursor, ?4 now
+  const args = [roomId, q.agent, q.after, t];
+  const repliedBy = (kind: string) =>
+    `EXISTS (SELECT 1 FROM messages r WHERE r.room_id = ?1 AND r.reply_to = m.id
+      AND r.from_agent = ?2 ${kind})`;
+  const inbox = `FROM messages m WHERE m.room_id = ?1 AND m.to_agent = ?2 AND m.id > ?3
+    AND m.kind <> 'task' AND (m.from_agent IS NULL OR m.from_agent <> ?2)
+    AND NOT ${repliedBy("")}`;
+  const tasks = `FROM messages m WHERE m.room_id = ?1 AND m.kind = 'task'
+    AND (?2 IS NULL OR m.to_agent IS NULL OR m.to_agent = ?2)
+    AND (m.claimed_by IS NULL OR m.claim_expires_at <= ?4
+      OR (m.claimed_by = ?2 AND NOT ${repliedBy("AND r.kind = 'result'")}))`;
+  const state = "FROM state WHERE room_id = ?1 AND rev > ?3";
+  const cols = MESSAGE_COLS.split(", ").map((c) => `m.${c}`).join(", ");
+  const results = await db.batch(
+    [
+      { sql: "SELECT rev, trimmed_rev FROM rooms WHERE id = ?1", args },
+      {
+        sql: `SELECT max(t) AS t FROM (
+        SELECT (SELECT created_at FROM messages WHERE room_id = ?1 AND id <= ?3
+          ORDER BY id DESC LIMIT 1) AS t
+        UNION ALL SELECT (SELECT updated_at FROM state WHERE room_id = ?1 AND rev <= ?3
+          ORDER BY rev DESC LIMIT 1))`,
+        args,
+      },
+      { sql: `SELECT ${cols} ${inbox} ORDER BY m.id LIMIT ?5`, args: [...args, q.limit] },
+      { sql: `SELECT count(*) AS n ${inbox}`, args },
+      { sql: `SELECT ${cols} ${tasks} ORDER BY m.id LIMIT ?5`, args: [...args, q.limit] },
+      { sql: `SELECT count(*) AS n ${tasks}`, args },
+      { sql: `SELECT ${STATE_COLS} ${state} ORDER BY rev LIMIT ?5`, args: [...args, q.limit] },
+      { sql: `SELECT count(*) AS n ${state}`, args },
+      {
+        sql: `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ?1 ORDER BY joined_at, id LIMIT ?5`,
+        args: [...args, q.limit],
+      },
+      {
+        sql: `SELECT kind, count(*) AS n FROM messages WHERE room_id = ?1 AND id > ?3
+        GROUP BY kind ORDER BY n DESC, kind`,
+        args,
+      },
+    ].map(numbered),
+    "read",
+  );
+  const [room, cursor, inboxRows, inboxN, taskRows, tasksN, stateRows, stateN, agents, counts] =
+    results.map(objects);
+  if (!room[0]) return null;
+  const count = (rows: Record<string, unknown>[]) => Number(rows[0]?.n ?? 0);
+  return {
+    rev: Number(room[0].rev),
+    trimmedRev: Number(room[0].trimmed_rev),
+    cursorTime: cursor[0]?.t == null ? null : String(cursor[0].t),
+    inbox: inboxRows.map(toMessage),
+    inboxTotal: count(inboxN),
+    tasks: taskRows.map(toMessage),
+    tasksTotal: count(tasksN),
+    state: stateRows.map((r) => ({ ...toState(r), deleted: Number(r.deleted) === 1 })),
+    stateTotal: count(stateN),
+    agents: agents.map(toAgent),
+    counts: counts.map((r) => ({ kind: String(r.kind), n: Number(r.n) })),
+  };
+}
+
 // ---------------------------------------------------------------- changes
 
 /**
