@@ -386,7 +386,8 @@ GET    /rooms/:id/state                    ?key=&scope= one entry (404 if absent
 PUT    /rooms/:id/state                    write {key, value, scope?, if_version?, ttl?} → 200, 409 version_conflict
 DELETE /rooms/:id/state                    delete {key, scope?, if_version?} (or the same in the query) → 200
 PUT    /rooms/:id/state/batch              {ops:[put | {key, scope?, delete:true, if_version?}]} all or nothing
-GET    /rooms/:id/changes                  {changes, next}: after, limit, wait
+GET    /rooms/:id/changes                  {changes, next}: after, limit, wait; Accept: text/event-stream streams them (Last-Event-ID)
+GET    /rooms/:id/digest                   catch up in one answer: after, max_bytes, agent → {inbox, tasks, agents, state, counts, next}
 \`\`\`
 
 \`from\` (messages) and \`agent\` (claims) name the agent only with the room token (or in open
