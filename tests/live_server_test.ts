@@ -1,4 +1,4 @@
-// Expiry across server processes on one database: recorded once, waking waiters on any of them.
+// Real server processes: expiry recorded once across two of them, and the event stream over HTTP.
 import assert from "node:assert/strict";
 import { call, serverTest, startServer } from "./servers.ts";
 
@@ -119,3 +119,72 @@ serverTest(
     }
   },
 );
+
+/** Reads an event stream over HTTP until it ends or `until` says stop; returns the event ids. */
+async function readIds(res: Response, until = (_ids: number[]) => false): Promise<number[]> {
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  const ids: number[] = [];
+  let text = "";
+  while (!until(ids)) {
+    const { value, done } = await reader.read();
+    if (done) return ids;
+    text += value;
+    for (const m of text.matchAll(/^id: (\d+)$/gm)) {
+      if (!ids.includes(Number(m[1]))) ids.push(Number(m[1]));
+    }
+  }
+  await reader.cancel();
+  return ids;
+}
+
+serverTest("the real server streams events and ends the stream by itself", async (dir) => {
+  const server = await startServer(`${dir}/sync.db`, { SYNC_STREAM_SECONDS: "2" });
+  try {
+    const room = await call(server.url, "POST", "/rooms", undefined, {});
+    const sent = [];
+    for (let i = 0; i < 3; i++) {
+      sent.push(
+        await call(server.url, "POST", `/rooms/${room.body.id}/messages`, room.body.token, {
+          body: i,
+        }),
+      );
+    }
+    const res = await fetch(`${server.url}/rooms/${room.body.id}/changes`, {
+      headers: { accept: "text/event-stream", authorization: `Bearer ${room.body.token}` },
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), "text/event-stream; charset=utf-8");
+    assert.deepEqual(await readIds(res), sent.map((m) => m.body.rev), "then the server ends it");
+  } finally {
+    await server.stop();
+  }
+});
+
+serverTest("a stream whose client goes away frees its held-request slot", async (dir) => {
+  // Streams last 50 s here, so only the disconnect can free the one slot this client has.
+  const server = await startServer(`${dir}/sync.db`, { SYNC_MAX_WAITS_PER_CLIENT: "1" });
+  try {
+    const room = await call(server.url, "POST", "/rooms", undefined, {});
+    const headers = { accept: "text/event-stream", authorization: `Bearer ${room.body.token}` };
+    const url = `${server.url}/rooms/${room.body.id}/changes`;
+    const dropped = new AbortController();
+    const first = await fetch(url, { headers, signal: dropped.signal });
+    assert.equal(first.status, 200);
+    const refused = await fetch(url, { headers });
+    assert.equal(refused.status, 429);
+    await refused.body?.cancel();
+    dropped.abort();
+    await first.body?.cancel().catch(() => {});
+    let again: Response | undefined;
+    for (let i = 0; i < 100; i++) {
+      again = await fetch(url, { headers });
+      if (again.status === 200) break;
+      await again.body?.cancel();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(again!.status, 200, "the dropped stream's slot was freed");
+    await again!.body?.cancel();
+  } finally {
+    await server.stop();
+  }
+});
