@@ -31,6 +31,7 @@ export class Waiters {
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   #expiryArmedAt = Infinity;
   #expiring = false;
+  #closed = false;
 
   constructor(
     readonly db: () => Promise<Db>,
@@ -41,6 +42,11 @@ export class Waiters {
 
   get size(): number {
     return this.#total;
+  }
+
+  /** True once `close` ran: streams end, and waits answer at once. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** A write in this process reached revision `rev` of the room. */
@@ -89,6 +95,7 @@ export class Waiters {
   ): Promise<number | null> {
     const latest = this.#latest.get(roomId) ?? 0;
     if (latest > after) return Promise.resolve(latest);
+    if (this.#closed) return Promise.resolve(null);
     if (!reserved) this.#admit(client);
     return new Promise<number | null>((resolve) => {
       let set = this.#rooms.get(roomId);
@@ -157,6 +164,7 @@ export class Waiters {
 
   /** Answers every held request now and stops polling, for shutdown. */
   close() {
+    this.#closed = true;
     for (const set of this.#rooms.values()) for (const w of [...set]) w.wake(null);
     this.#stopPolling();
   }
@@ -167,7 +175,7 @@ export class Waiters {
    * looks again within a poll interval, since the write may have set an earlier one.
    */
   #armExpiry() {
-    if (this.#total === 0 || this.#expiring) return;
+    if (this.#total === 0 || this.#expiring || this.#closed) return;
     let at = this.#expiryAt;
     if (this.#expiryStale) at = Math.min(at, this.#expiryChecked + (this.pollMs || 250));
     if (at === this.#expiryArmedAt) return;
@@ -181,10 +189,11 @@ export class Waiters {
   async #runExpiry() {
     this.#expiryArmedAt = Infinity;
     this.#expiring = true;
+    // Set first: when the database fails, the next try waits a poll interval too.
+    this.#expiryChecked = Date.now();
     try {
       const d = await this.db();
       this.#expiryStale = false;
-      this.#expiryChecked = Date.now();
       let next = await nextExpiry(d, null);
       const t = new Date().toISOString();
       if (next !== null && next <= t) {

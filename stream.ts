@@ -96,7 +96,9 @@ export function changeStream(o: StreamOptions): Response {
         // Each pull enqueues one chunk (events, a heartbeat, or the end), so a slow reader
         // holds the stream back instead of letting the queue grow.
         while (true) {
-          if (stop.signal.aborted || Date.now() >= deadline) return end(controller);
+          if (stop.signal.aborted || o.waiters.closed || Date.now() >= deadline) {
+            return end(controller);
+          }
           const page = await listChanges(o.db, o.roomId, cursor, o.pageSize);
           o.checkRetention(page.trimmedRev, cursor);
           if (page.changes.length > 0) {

@@ -285,3 +285,12 @@ appTest("deleting the room ends its stream with a not_found error event", async 
   assert.equal(JSON.parse(ev!.data!).error, "not_found");
   assert.equal(await sse.next(), null, "then the stream ends");
 });
+
+appTest("shutting the service down ends its open streams", async (app) => {
+  const room = await app.room();
+  const sse = await open(app, room);
+  assert.equal((await sse.next())?.retry, "1000");
+  app.service.waiters.close();
+  assert.equal(await withTimeout(sse.next(), 10_000, "the end of the stream"), null);
+  assert.equal(app.service.waiters.size, 0);
+});
