@@ -53,13 +53,21 @@ export interface Digest {
   trimmed_rev?: number;
 }
 
-const encoder = new TextEncoder();
-const size = (value: unknown) => encoder.encode(JSON.stringify(value)).length;
+/** The UTF-8 length of a string, without encoding it. */
+function utf8Length(text: string): number {
+  let n = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80) n += c >= 0x800 && (c < 0xd800 || c > 0xdfff) ? 2 : 1;
+  }
+  return n;
+}
+const size = (value: unknown) => utf8Length(JSON.stringify(value));
 
 /** `value` as it is, or, past `budget` bytes of JSON, a `<field>_cut` marker with a preview. */
 function fit(field: string, value: unknown, budget: number): Record<string, unknown> {
   const text = JSON.stringify(value);
-  const bytes = encoder.encode(text).length;
+  const bytes = utf8Length(text);
   if (bytes <= budget) return { [field]: value };
   let preview = text.slice(0, Math.floor(budget / 2));
   while (preview.length > 0 && size(preview) > budget / 2) {
@@ -131,8 +139,8 @@ function agentChange(
  */
 export async function digest(db: Db, roomId: string, opts: DigestOptions): Promise<Digest | null> {
   const maxBytes = Math.max(DIGEST_MIN_BYTES, Math.min(DIGEST_MAX_BYTES, opts.maxBytes));
-  // Rows enough to fill the largest budget, whatever this one is, so needed_bytes can be told.
-  const limit = Math.ceil(DIGEST_MAX_BYTES / 64);
+  // No item is smaller than 64 bytes, so no more rows than this can be shown.
+  const limit = Math.ceil(maxBytes / 64);
   const rows = await readDigest(db, roomId, { after: opts.after, agent: opts.agent, limit });
   if (!rows) return null;
   if (opts.after > rows.rev) {
@@ -183,15 +191,19 @@ export async function digest(db: Db, roomId: string, opts: DigestOptions): Promi
     truncated: false,
     ...(opts.after > 0 && opts.after < rows.trimmedRev ? { trimmed_rev: rows.trimmedRev } : {}),
   };
-  const full: Digest = { ...base, ...items };
-  const fullBytes = size(full);
-  const complete = SECTIONS.every((s) => items[s].length === totals[s]);
-  if (fullBytes <= maxBytes && complete) return full;
-
-  // Too big: keep a prefix of each section, sharing the budget, and say what was cut.
+  // Each item's size with its comma; the whole is the empty digest plus every item.
   const sizes = Object.fromEntries(
     SECTIONS.map((s) => [s, items[s].map((item) => size(item) + 1)]),
   ) as Record<Section, number[]>;
+  const fullBytes = size(base) +
+    SECTIONS.reduce(
+      (sum, s) => sum + sizes[s].reduce((a, b) => a + b, 0) - Math.min(1, sizes[s].length),
+      0,
+    );
+  const complete = SECTIONS.every((s) => items[s].length === totals[s]);
+  if (fullBytes <= maxBytes && complete) return { ...base, ...items };
+
+  // Too big: keep a prefix of each section, sharing the budget, and say what was cut.
   const shown = allocate(sizes, maxBytes - size(withCuts(base, items, totals, null, roomId)));
   let result = assemble(base, items, totals, shown, roomId, complete ? fullBytes : undefined);
   // Estimates aside, the bound holds: drop items from the lowest-priority sections until it fits.

@@ -884,12 +884,15 @@ export async function readDigest(
   // ?1 room, ?2 agent, ?3 cursor, ?4 now
   const args = [roomId, q.agent, q.after, t];
   const repliedBy = (kind: string) =>
-    `EXISTS (SELECT 1 FROM messages r WHERE r.room_id = ?1 AND r.reply_to = m.id
-      AND r.from_agent = ?2 ${kind})`;
-  const inbox = `FROM messages m WHERE m.room_id = ?1 AND m.to_agent = ?2 AND m.id > ?3
+    `EXISTS (SELECT 1 FROM messages r INDEXED BY messages_reply WHERE r.room_id = ?1
+      AND r.reply_to IS NOT NULL AND r.reply_to = m.id AND r.from_agent = ?2 ${kind})`;
+  // INDEXED BY: without statistics the planner scans the room by primary key instead, and does
+  // so again for every row in the correlated subquery.
+  const inbox = `FROM messages m INDEXED BY messages_to WHERE m.room_id = ?1
+    AND m.to_agent IS NOT NULL AND m.to_agent = ?2 AND m.id > ?3
     AND m.kind <> 'task' AND (m.from_agent IS NULL OR m.from_agent <> ?2)
     AND NOT ${repliedBy("")}`;
-  const tasks = `FROM messages m WHERE m.room_id = ?1 AND m.kind = 'task'
+  const tasks = `FROM messages m INDEXED BY messages_kind WHERE m.room_id = ?1 AND m.kind = 'task'
     AND (?2 IS NULL OR m.to_agent IS NULL OR m.to_agent = ?2)
     AND (m.claimed_by IS NULL OR m.claim_expires_at <= ?4
       OR (m.claimed_by = ?2 AND NOT ${repliedBy("AND r.kind = 'result'")}))`;
@@ -917,8 +920,10 @@ export async function readDigest(
         args: [...args, q.limit],
       },
       {
+        // Grouped by an expression, so the planner reads the primary key's range after the
+        // cursor rather than the whole room through messages_kind.
         sql: `SELECT kind, count(*) AS n FROM messages WHERE room_id = ?1 AND id > ?3
-        GROUP BY kind ORDER BY n DESC, kind`,
+          GROUP BY kind || '' ORDER BY n DESC, kind`,
         args,
       },
     ].map(numbered),

@@ -203,7 +203,8 @@ appTest("a digest of a busy room stays within max_bytes and says what it cut", a
   assert.equal(all.body.truncated, false, "256 KB holds this room whole");
   assert.equal(all.body.inbox.length, 300);
   assert.equal(all.body.state.length, 250);
-  const cut = (await digest(app, room, "agent=coder")).body;
+  const cut = (await digest(app, room, "agent=coder&max_bytes=65536")).body;
+  assert.equal(cut.truncated, true);
   assert.equal(cut.needed_bytes, bytes(all.text), "a truncated digest says what would fit all");
 });
 
