@@ -248,3 +248,40 @@ appTest("digest query errors are clear 4xx answers", async (app) => {
   const unknown = await app.request("GET", "/rooms/nope/digest", { token: room.token });
   assert.equal(unknown.status, 404);
 });
+
+appTest("digest and expiry queries read through indexes, never the whole room", async (app) => {
+  const room = await app.room();
+  await post(app, room, { to: "coder", body: "x" });
+  const db = await app.service.db();
+  const plans: string[] = [];
+  const explain = async (stmts: { sql: string; args?: unknown[] }[]) => {
+    for (const s of stmts) {
+      const rs = await db.execute({ sql: `EXPLAIN QUERY PLAN ${s.sql}`, args: s.args as never });
+      for (const row of rs.rows) {
+        const detail = String(Array.isArray(row) ? row[3] : (row as { detail: string }).detail);
+        plans.push(`${detail}  <=  ${s.sql.replace(/\s+/g, " ").slice(0, 60)}`);
+      }
+    }
+  };
+  const { batch, execute } = db;
+  db.batch = async (stmts, mode) => (await explain(stmts), batch.call(db, stmts, mode));
+  db.execute = async (stmt) => {
+    if (!/^\s*(EXPLAIN|SELECT rev, trimmed_rev|PRAGMA)/.test(stmt.sql)) await explain([stmt]);
+    return await execute.call(db, stmt);
+  };
+  try {
+    await digest(app, room, "agent=coder&after=1");
+    await app.service.waiters.settle(db, room.id, -1);
+  } finally {
+    db.batch = batch;
+    db.execute = execute;
+  }
+  assert.ok(plans.length > 10, plans.join("\n"));
+  // A search of messages or state on the primary key by room_id alone, or a scan, reads every
+  // row of the room (agents are few: reading them all is fine).
+  const wide = plans.filter((p) =>
+    /^(SEARCH|SCAN) (messages|state|m|r) USING PRIMARY KEY \(room_id=\?\)|^SCAN (messages|state|m|r)\b/
+      .test(p)
+  );
+  assert.deepEqual(wide, []);
+});
