@@ -1136,9 +1136,11 @@ export function createService(config: Config = loadConfig()): Service {
     const roomId = param(c, "id");
     const { actor } = await access(c, roomId);
     const p = query(c, digestQuery);
+    const agent = actingAs(actor, p.agent, "agent");
+    if (open) markSeen(c.get("db"), roomId, agent);
     const d = await digest(c.get("db"), roomId, {
       after: p.after ?? 0,
-      agent: actingAs(actor, p.agent, "agent"),
+      agent,
       maxBytes: p.max_bytes ?? DIGEST_DEFAULT_BYTES,
       onlineSeconds: config.onlineSeconds,
     });

@@ -285,3 +285,49 @@ appTest("digest and expiry queries read through indexes, never the whole room", 
   );
   assert.deepEqual(wide, []);
 });
+
+appTest("an agent seen after the cursor and offline now is listed as left", async (app) => {
+  const room = await app.room();
+  await app.agent(room, "gone");
+  await app.agent(room, "quiet");
+  const before = await post(app, room, { from: "lead", body: "the cursor" });
+  const db = await app.service.db();
+  const ago = (min: number) => new Date(Date.now() - min * 60_000).toISOString();
+  await db.execute({
+    sql: "UPDATE messages SET created_at = ? WHERE room_id = ? AND id = ?",
+    args: [ago(10), room.id, before.id],
+  });
+  // "gone" was around after the cursor, "quiet" only before it; neither is online now.
+  for (const [id, seen] of [["gone", ago(5)], ["quiet", ago(20)]]) {
+    await db.execute({
+      sql: "UPDATE agents SET last_seen = ? WHERE room_id = ? AND id = ?",
+      args: [seen, room.id, id],
+    });
+  }
+  const d = (await digest(app, room, `after=${before.id}`)).body;
+  assert.deepEqual(
+    d.agents.map((
+      a: { id: string; change: string; online: boolean },
+    ) => [a.id, a.change, a.online]),
+    [["gone", "left", false]],
+  );
+});
+
+appTest("in open mode an agent reading its digest is seen", async (app) => {
+  const room = await app.room();
+  await app.agent(room, "sleepy");
+  const db = await app.service.db();
+  const old = new Date(Date.now() - 10 * 60_000).toISOString();
+  await db.execute({
+    sql: "UPDATE agents SET last_seen = ? WHERE room_id = ? AND id = ?",
+    args: [old, room.id, "sleepy"],
+  });
+  assert.equal((await digest(app, room, "agent=sleepy")).body.agent, "sleepy");
+  let agent;
+  for (let i = 0; i < 100; i++) {
+    agent = await app.request("GET", `/rooms/${room.id}/agents/sleepy`);
+    if (agent.body.online) break;
+    await sleep(10);
+  }
+  assert.equal(agent!.body.online, true);
+}, { SYNC_AUTH: "open" });
