@@ -204,14 +204,16 @@ export async function digest(db: Db, roomId: string, opts: DigestOptions): Promi
   if (fullBytes <= maxBytes && complete) return { ...base, ...items };
 
   // Too big: keep a prefix of each section, sharing the budget, and say what was cut.
-  const shown = allocate(sizes, maxBytes - size(withCuts(base, items, totals, null, roomId)));
-  let result = assemble(base, items, totals, shown, roomId, complete ? fullBytes : undefined);
+  const needed = complete ? fullBytes : undefined;
+  const reserve = size(withCuts(base, items, totals, null, needed));
+  const shown = allocate(sizes, maxBytes - reserve);
+  let result = withCuts(base, items, totals, shown, needed);
   // Estimates aside, the bound holds: drop items from the lowest-priority sections until it fits.
   while (size(result) > maxBytes) {
     const s = [...SECTIONS].reverse().find((s) => shown[s] > 0);
     if (!s) break;
     shown[s]--;
-    result = assemble(base, items, totals, shown, roomId, complete ? fullBytes : undefined);
+    result = withCuts(base, items, totals, shown, needed);
   }
   return result;
 }
@@ -235,32 +237,20 @@ function allocate(sizes: Record<Section, number[]>, budget: number): Record<Sect
   return shown;
 }
 
-function assemble(
-  base: Digest,
-  items: Record<Section, Record<string, unknown>[]>,
-  totals: Record<Section, number>,
-  shown: Record<Section, number>,
-  roomId: string,
-  neededBytes: number | undefined,
-): Digest {
-  const result = withCuts(base, items, totals, shown, roomId);
-  if (neededBytes !== undefined) result.needed_bytes = neededBytes;
-  return result;
-}
-
 /**
  * The digest with the first `shown` items of each section and a `cut` entry for each section
- * left incomplete; with `shown` null, an empty digest whose every section is cut, as large as
- * the cut entries can get, for the budget's reserve.
+ * left incomplete. With `shown` null: no items and every section cut with the largest numbers,
+ * the most the cut entries can take, which is what the budget reserves for them.
  */
 function withCuts(
   base: Digest,
   items: Record<Section, Record<string, unknown>[]>,
   totals: Record<Section, number>,
   shown: Record<Section, number> | null,
-  roomId: string,
+  neededBytes: number | undefined,
 ): Digest {
   const result: Digest = { ...base, truncated: true, cut: {} };
+  const worst = Number.MAX_SAFE_INTEGER;
   for (const s of SECTIONS) {
     const n = shown ? shown[s] : 0;
     result[s] = items[s].slice(0, n);
@@ -268,33 +258,27 @@ function withCuts(
     const last = n > 0 ? items[s][n - 1] : null;
     result.cut![s] = {
       shown: n,
-      omitted: shown ? totals[s] - n : Number.MAX_SAFE_INTEGER,
-      more: moreRequest(s, roomId, base, shown ? last : { id: Number.MAX_SAFE_INTEGER }),
+      omitted: shown ? totals[s] - n : worst,
+      more: moreRequest(s, base, shown ? Number(last?.id ?? last?.rev ?? -1) : worst),
     };
   }
-  if (!shown) result.needed_bytes = Number.MAX_SAFE_INTEGER;
+  if (neededBytes !== undefined) result.needed_bytes = shown ? neededBytes : worst;
   return result;
 }
 
-/** The request that reads on where a section was cut. */
-function moreRequest(
-  s: Section,
-  roomId: string,
-  base: Digest,
-  last: Record<string, unknown> | null,
-): string {
-  const room = `/rooms/${encodeURIComponent(roomId)}`;
-  const id = Number(last?.id ?? last?.rev ?? base.after);
+/** The request that reads on after `last` (a message id, or a key's rev; -1 for none shown). */
+function moreRequest(s: Section, base: Digest, last: number): string {
+  const room = `/rooms/${encodeURIComponent(base.room)}`;
   switch (s) {
     case "inbox":
       return `GET ${room}/messages?to=${encodeURIComponent(base.agent ?? "")}&after=${
-        last ? id : base.after
+        last >= 0 ? last : base.after
       }`;
     case "tasks":
-      return `GET ${room}/messages?kind=task&unclaimed=true&after=${last ? id : 0}`;
+      return `GET ${room}/messages?kind=task&unclaimed=true&after=${last >= 0 ? last : 0}`;
     case "agents":
       return `GET ${room}/agents`;
     case "state":
-      return `GET ${room}/changes?after=${last ? Number(last.rev ?? id) : base.after}`;
+      return `GET ${room}/changes?after=${last >= 0 ? last : base.after}`;
   }
 }
