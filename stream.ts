@@ -29,6 +29,37 @@ export interface StreamOptions {
 /** The reconnection delay the stream suggests to EventSource clients, in milliseconds. */
 export const RETRY_MS = 1000;
 
+interface Page {
+  /** The events, encoded once for every stream that shares the page. */
+  chunk: Uint8Array;
+  count: number;
+  last: number;
+  trimmedRev: number;
+}
+
+/**
+ * Reads in flight per database and (room, cursor, page size): streams woken by one write share
+ * one read and one encoding of it, instead of each querying and serializing on its own.
+ */
+const reading = new WeakMap<Db, Map<string, Promise<Page>>>();
+
+function readPage(o: StreamOptions, cursor: number, encoder: TextEncoder): Promise<Page> {
+  let inFlight = reading.get(o.db);
+  if (!inFlight) reading.set(o.db, inFlight = new Map());
+  const key = `${o.roomId}\n${cursor}\n${o.pageSize}`;
+  let page = inFlight.get(key);
+  if (!page) {
+    page = listChanges(o.db, o.roomId, cursor, o.pageSize).then(({ changes, trimmedRev }) => {
+      let out = "";
+      for (const ch of changes) out += `id: ${ch.rev}\ndata: ${JSON.stringify(o.view(ch))}\n\n`;
+      const last = changes.length > 0 ? changes[changes.length - 1].rev : cursor;
+      return { chunk: encoder.encode(out), count: changes.length, last, trimmedRev };
+    }).finally(() => inFlight.delete(key));
+    inFlight.set(key, page);
+  }
+  return page;
+}
+
 /** Whether the request asks for the event stream rather than one JSON page. */
 export function wantsStream(accept: string | undefined): boolean {
   return (accept ?? "").toLowerCase().includes("text/event-stream");
@@ -99,17 +130,13 @@ export function changeStream(o: StreamOptions): Response {
           if (stop.signal.aborted || o.waiters.closed || Date.now() >= deadline) {
             return end(controller);
           }
-          const page = await listChanges(o.db, o.roomId, cursor, o.pageSize);
+          const page = await readPage(o, cursor, encoder);
           o.checkRetention(page.trimmedRev, cursor);
-          if (page.changes.length > 0) {
-            let out = "";
-            for (const ch of page.changes) {
-              out += `id: ${ch.rev}\ndata: ${JSON.stringify(o.view(ch))}\n\n`;
-            }
-            cursor = page.changes[page.changes.length - 1].rev;
+          if (page.count > 0) {
+            cursor = page.last;
             quiet = Math.max(quiet, cursor);
             woke = null;
-            controller.enqueue(encoder.encode(out));
+            controller.enqueue(page.chunk);
             return;
           }
           // Woken, yet nothing to read: wait past that revision, or the wait returns at once.

@@ -294,3 +294,33 @@ appTest("shutting the service down ends its open streams", async (app) => {
   assert.equal(await withTimeout(sse.next(), 10_000, "the end of the stream"), null);
   assert.equal(app.service.waiters.size, 0);
 });
+
+appTest("streams woken by one write share one read of the feed", async (app) => {
+  const room = await app.room();
+  const db = await app.service.db();
+  const { batch } = db;
+  let feedReads = 0;
+  db.batch = (stmts, mode) => {
+    if (stmts.some((s) => /FROM messages WHERE room_id = \? AND rev > \?/.test(s.sql))) feedReads++;
+    return batch.call(db, stmts, mode);
+  };
+  const streams = [];
+  try {
+    for (let i = 0; i < 5; i++) {
+      const sse = await open(app, room);
+      assert.equal((await sse.next())?.retry, "1000");
+      streams.push(sse);
+    }
+    // The streams' first reads find nothing (and already share); then each waits.
+    const events = streams.map((s) => s.events(1));
+    for (let i = 0; i < 1000 && feedReads < 1; i++) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 100));
+    feedReads = 0;
+    const sent = await post(app, room, { body: "to all" });
+    for (const [ev] of await Promise.all(events)) assert.equal(Number(ev.id), sent.rev);
+    assert.equal(feedReads, 1, "one read for five streams");
+  } finally {
+    db.batch = batch;
+    await Promise.all(streams.map((s) => s.close()));
+  }
+});
