@@ -151,14 +151,19 @@ export class Waiters {
     const known = this.#expiries.get(roomId);
     const t = new Date().toISOString();
     if (known && known.rev === rev && (known.next === null || known.next > t)) return rev;
-    let next = known?.rev === rev ? known.next : await nextExpiry(db, roomId);
-    if (next !== null && next <= t) {
-      const revs = await expireDue(db, roomId, t);
-      for (const [id, r] of revs) this.notify(id, r), rev = Math.max(rev, r);
-      next = await nextExpiry(db, roomId);
+    try {
+      let next = known?.rev === rev ? known.next : await nextExpiry(db, roomId);
+      if (next !== null && next <= t) {
+        const revs = await expireDue(db, roomId, t);
+        for (const [id, r] of revs) this.notify(id, r), rev = Math.max(rev, r);
+        next = await nextExpiry(db, roomId);
+      }
+      if (this.#expiries.size > 10_000) this.#expiries.clear();
+      this.#expiries.set(roomId, { rev, next });
+    } catch (err) {
+      // The request goes on without it: a later request or the timer records the expiry.
+      console.error("expiry failed:", err);
     }
-    if (this.#expiries.size > 10_000) this.#expiries.clear();
-    this.#expiries.set(roomId, { rev, next });
     return rev;
   }
 
