@@ -30,6 +30,9 @@ export interface Config {
   onlineSeconds: number;
   idempotencyHours: number;
   wakePollMs: number;
+  /** How long the server keeps one event stream open (Val Town ends requests at 60 s). */
+  streamSeconds: number;
+  streamHeartbeatSeconds: number;
   trustProxy: boolean;
   /** Tests: check every JSON answer against the schema its operation declares. */
   checkResponses: boolean;
@@ -93,6 +96,8 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     onlineSeconds: num(env, "SYNC_ONLINE_SECONDS", 60),
     idempotencyHours: num(env, "SYNC_IDEMPOTENCY_HOURS", 24),
     wakePollMs: num(env, "SYNC_WAKE_POLL_MS", 250),
+    streamSeconds: num(env, "SYNC_STREAM_SECONDS", 50, 1),
+    streamHeartbeatSeconds: num(env, "SYNC_STREAM_HEARTBEAT_SECONDS", 15, 1),
     trustProxy: env.SYNC_TRUST_PROXY === "1" || Boolean(env.valtown),
     checkResponses: env.SYNC_CHECK_RESPONSES === "1",
   };

@@ -135,8 +135,17 @@ export class Api {
     return check("body", schema, value);
   }
 
-  /** Resolves the room and who the request acts as; 401 without a token, 404 for a wrong one. */
+  /**
+   * Resolves the room and who the request acts as; 401 without a token, 404 for a wrong one.
+   * Leases and ttls that ran out are recorded first, so the room's revision includes them.
+   */
   async access(c: Context<Env>, roomId: string): Promise<Access> {
+    const a = await this.authorize(c, roomId);
+    a.room.rev = await this.waiters.settle(c.get("db"), roomId, a.room.rev);
+    return a;
+  }
+
+  async authorize(c: Context<Env>, roomId: string): Promise<Access> {
     const d = c.get("db");
     if (this.open) {
       const room = await q.getRoomAuth(d, roomId);

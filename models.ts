@@ -66,6 +66,9 @@ export const MessageSchema = z.object({
   reply_to: z.number().int().nullable(),
   created_at: z.string(),
   claim: ClaimSchema.nullable(),
+  expired_claim: z.object({ agent: z.string(), expires_at: z.string() }).optional().meta({
+    description: "The lease that ran out, while nobody has claimed the message since",
+  }),
   rev: z.number().int(),
 }).meta({ id: "Message" });
 export type Message = z.infer<typeof MessageSchema>;
@@ -102,6 +105,7 @@ export const ChangeSchema = z.discriminatedUnion("type", [
     rev: z.number().int(),
     type: z.literal("state"),
     deleted: z.boolean(),
+    expired: z.literal(true).optional().meta({ description: "Deleted because its ttl ran out" }),
     state: StateEntrySchema,
   }),
 ]).meta({ id: "Change" });
@@ -109,12 +113,30 @@ export const ChangeSchema = z.discriminatedUnion("type", [
 export type Change =
   | { rev: number; type: "message"; message: Message }
   | { rev: number; type: "agent"; agent: Agent }
-  | { rev: number; type: "state"; deleted: boolean; state: StateEntry };
+  | { rev: number; type: "state"; deleted: boolean; expired?: true; state: StateEntry };
 
 export const ChangesPageSchema = z.object({
   changes: z.array(ChangeSchema),
   next: z.number().int().meta({ description: "The cursor to pass as `after` next time" }),
 }).meta({ id: "ChangesPage" });
+
+const Item = z.record(z.string(), z.unknown());
+export const DigestSchema = z.object({
+  room: z.string(),
+  agent: z.string().nullable(),
+  after: z.number().int(),
+  next: z.number().int().meta({ description: "The cursor to pass as `after` next time" }),
+  counts: z.record(z.string(), z.number().int()).meta({
+    description: "New messages since the cursor, per kind",
+  }),
+  inbox: z.array(Item).meta({ description: "Messages to the agent it has not answered" }),
+  tasks: z.array(Item).meta({
+    description: "Open tasks: unclaimed, lease expired, or claimed by the agent",
+  }),
+  agents: z.array(Item).meta({ description: "Agents that joined, left or changed" }),
+  state: z.array(Item).meta({ description: "Keys changed since the cursor, at their latest" }),
+  truncated: z.boolean().meta({ description: "Whether max_bytes cut something: see `cut`" }),
+}).catchall(z.unknown()).meta({ id: "Digest" });
 
 export const RoomDeletedSchema = z.object({ deleted: z.literal(true), id: z.string() })
   .meta({ id: "RoomDeleted" });

@@ -116,7 +116,10 @@ export function openApiDocument(operations: Operation[], config: Config): Json {
       responses[status] = {
         description: a.description,
         content: a.schema
-          ? { "application/json": { schema: jsonSchema(a.schema, "output") } }
+          ? {
+            "application/json": { schema: jsonSchema(a.schema, "output") },
+            ...(a.stream ? { "text/event-stream": { schema: { type: "string" } } } : {}),
+          }
           : { [a.contentType ?? "text/plain"]: { schema: { type: "string" } } },
       };
     }

@@ -21,6 +21,8 @@ export interface Answer {
   schema?: z.ZodType;
   /** For non-JSON answers, e.g. `text/markdown`. */
   contentType?: string;
+  /** With `Accept: text/event-stream`, the same answer streams as server-sent events. */
+  stream?: boolean;
 }
 
 // deno-lint-ignore no-explicit-any

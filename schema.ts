@@ -97,6 +97,18 @@ const MIGRATIONS: string[][] = [[
   `CREATE INDEX IF NOT EXISTS rooms_token_hash ON rooms (token_hash) WHERE token_hash IS NOT NULL`,
   `CREATE INDEX IF NOT EXISTS rooms_view_token_hash ON rooms (view_token_hash)
     WHERE view_token_hash IS NOT NULL`,
+], [
+  // Expiry (a claim lease or a key's ttl running out is a change) and the digest. Only indexes,
+  // each IF NOT EXISTS, so this migration is safe in any order with others appended beside it.
+  // A pending lease: claimed_at is set to NULL when its expiry is recorded (see expireDue).
+  `CREATE INDEX IF NOT EXISTS messages_lease ON messages (room_id, claim_expires_at)
+    WHERE claimed_at IS NOT NULL AND claim_expires_at IS NOT NULL`,
+  `CREATE INDEX IF NOT EXISTS state_ttl ON state (room_id, expires_at)
+    WHERE deleted = 0 AND expires_at IS NOT NULL`,
+  `CREATE INDEX IF NOT EXISTS messages_reply ON messages (room_id, reply_to)
+    WHERE reply_to IS NOT NULL`,
+  `CREATE INDEX IF NOT EXISTS messages_to ON messages (room_id, to_agent, id)
+    WHERE to_agent IS NOT NULL`,
 ]];
 
 /** Applies every migration not yet recorded in `_migrations`, each with its record in one batch. */
@@ -186,6 +198,9 @@ function toMessage(r: Record<string, unknown>): Message {
     claim: held
       ? { agent: String(r.claimed_by), claimed_at: String(r.claimed_at), expires_at: expires }
       : null,
+    ...(r.claimed_by !== null && !held
+      ? { expired_claim: { agent: String(r.claimed_by), expires_at: expires! } }
+      : {}),
     rev: Number(r.rev),
   };
 }
@@ -745,6 +760,168 @@ export async function applyStateBatch(
   }
 }
 
+// ---------------------------------------------------------------- expiry
+
+const LEASE_PENDING = "claimed_at IS NOT NULL AND claim_expires_at IS NOT NULL";
+const TTL_PENDING = "deleted = 0 AND expires_at IS NOT NULL";
+
+/** The earliest claim lease or key ttl still to run out, in one room or (null) in every room. */
+export async function nextExpiry(db: Db, roomId: string | null): Promise<string | null> {
+  const inRoom = roomId === null ? "" : "room_id = ?1 AND";
+  const rs = await db.execute({
+    sql: `SELECT min(t) AS t FROM (
+      SELECT min(claim_expires_at) AS t FROM messages INDEXED BY messages_lease WHERE ${inRoom} ${LEASE_PENDING}
+      UNION ALL SELECT min(expires_at) FROM state INDEXED BY state_ttl WHERE ${inRoom} ${TTL_PENDING})`,
+    args: roomId === null ? [] : [roomId],
+  });
+  const t = objects(rs)[0]?.t;
+  return t === null || t === undefined ? null : String(t);
+}
+
+/**
+ * Records every lease and ttl that ran out by `at` (in one room, or in all) as a change: each
+ * row takes its room's next revision, so every expiry appears once in the feed. A lapsed claim
+ * keeps its holder and expiry, with claimed_at cleared to mark it recorded; an expired key
+ * becomes a tombstone that keeps its expires_at. The conditions make it safe for several
+ * processes to run at once: a row is taken by whichever gets there first, exactly once.
+ * Returns the newest revision each room reached.
+ */
+export async function expireDue(
+  db: Db,
+  roomId: string | null,
+  at: string = now(),
+): Promise<Map<string, number>> {
+  const inRoom = roomId === null ? "" : "room_id = ?2 AND";
+  const args = roomId === null ? [at] : [at, roomId];
+  // The correlated subquery is evaluated per row, after the rev trigger of the row before.
+  // INDEXED BY: without statistics the planner would scan the room by its primary key.
+  const results = await db.batch([
+    {
+      sql: `UPDATE messages INDEXED BY messages_lease SET claimed_at = NULL,
+          rev = (SELECT rev + 1 FROM rooms WHERE id = messages.room_id)
+        WHERE ${inRoom} ${LEASE_PENDING} AND claim_expires_at <= ?1 RETURNING room_id, rev`,
+      args,
+    },
+    {
+      sql:
+        `UPDATE state INDEXED BY state_ttl SET deleted = 1, value = 'null', updated_at = expires_at,
+          rev = (SELECT rev + 1 FROM rooms WHERE id = state.room_id)
+        WHERE ${inRoom} ${TTL_PENDING} AND expires_at <= ?1 RETURNING room_id, rev`,
+      args,
+    },
+  ], "write");
+  const revs = new Map<string, number>();
+  for (const r of results.flatMap(objects)) {
+    const id = String(r.room_id);
+    revs.set(id, Math.max(revs.get(id) ?? 0, Number(r.rev)));
+  }
+  return revs;
+}
+
+// ---------------------------------------------------------------- digest
+
+/** A statement with `?N` parameters, given exactly as many arguments as the highest N it uses. */
+function numbered(stmt: { sql: string; args: Value[] }): Statement {
+  const n = Math.max(0, ...[...stmt.sql.matchAll(/\?(\d+)/g)].map((m) => Number(m[1])));
+  return { sql: stmt.sql, args: stmt.args.slice(0, n) };
+}
+
+export interface DigestRows {
+  rev: number;
+  trimmedRev: number;
+  /** When the room was at the cursor, as near as its rows tell (null for cursor 0). */
+  cursorTime: string | null;
+  /** Messages to the agent after the cursor that it has not replied to (tasks aside). */
+  inbox: Message[];
+  inboxTotal: number;
+  /** Tasks open to the agent: unclaimed, lease run out, or claimed by it with no result yet. */
+  tasks: Message[];
+  tasksTotal: number;
+  /** Keys written, deleted or expired after the cursor, at their latest version. */
+  state: (StateEntry & { deleted: boolean })[];
+  stateTotal: number;
+  agents: Agent[];
+  /** New messages after the cursor, per kind. */
+  counts: { kind: string; n: number }[];
+}
+
+/**
+ * What a digest is made of, read in one snapshot: at most `limit` rows per list, with totals.
+ * `agent` null reads no inbox, and tasks open to anyone. Null when the room does not exist.
+ */
+export async function readDigest(
+  db: Db,
+  roomId: string,
+  q: { after: number; agent: string | null; limit: number },
+): Promise<DigestRows | null> {
+  const t = now();
+  // ?1 room, ?2 agent, ?3 cursor, ?4 now
+  const args = [roomId, q.agent, q.after, t];
+  const repliedBy = (kind: string) =>
+    `EXISTS (SELECT 1 FROM messages r INDEXED BY messages_reply WHERE r.room_id = ?1
+      AND r.reply_to IS NOT NULL AND r.reply_to = m.id AND r.from_agent = ?2 ${kind})`;
+  // INDEXED BY: without statistics the planner scans the room by primary key instead, and does
+  // so again for every row in the correlated subquery.
+  const inbox = `FROM messages m INDEXED BY messages_to WHERE m.room_id = ?1
+    AND m.to_agent IS NOT NULL AND m.to_agent = ?2 AND m.id > ?3
+    AND m.kind <> 'task' AND (m.from_agent IS NULL OR m.from_agent <> ?2)
+    AND NOT ${repliedBy("")}`;
+  const tasks = `FROM messages m INDEXED BY messages_kind WHERE m.room_id = ?1 AND m.kind = 'task'
+    AND (?2 IS NULL OR m.to_agent IS NULL OR m.to_agent = ?2)
+    AND (m.claimed_by IS NULL OR m.claim_expires_at <= ?4
+      OR (m.claimed_by = ?2 AND NOT ${repliedBy("AND r.kind = 'result'")}))`;
+  const state = "FROM state WHERE room_id = ?1 AND rev > ?3";
+  const cols = MESSAGE_COLS.split(", ").map((c) => `m.${c}`).join(", ");
+  const results = await db.batch(
+    [
+      { sql: "SELECT rev, trimmed_rev FROM rooms WHERE id = ?1", args },
+      {
+        sql: `SELECT max(t) AS t FROM (
+        SELECT (SELECT created_at FROM messages WHERE room_id = ?1 AND id <= ?3
+          ORDER BY id DESC LIMIT 1) AS t
+        UNION ALL SELECT (SELECT updated_at FROM state WHERE room_id = ?1 AND rev <= ?3
+          ORDER BY rev DESC LIMIT 1))`,
+        args,
+      },
+      { sql: `SELECT ${cols} ${inbox} ORDER BY m.id LIMIT ?5`, args: [...args, q.limit] },
+      { sql: `SELECT count(*) AS n ${inbox}`, args },
+      { sql: `SELECT ${cols} ${tasks} ORDER BY m.id LIMIT ?5`, args: [...args, q.limit] },
+      { sql: `SELECT count(*) AS n ${tasks}`, args },
+      { sql: `SELECT ${STATE_COLS} ${state} ORDER BY rev LIMIT ?5`, args: [...args, q.limit] },
+      { sql: `SELECT count(*) AS n ${state}`, args },
+      {
+        sql: `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ?1 ORDER BY joined_at, id LIMIT ?5`,
+        args: [...args, q.limit],
+      },
+      {
+        // Grouped by an expression, so the planner reads the primary key's range after the
+        // cursor rather than the whole room through messages_kind.
+        sql: `SELECT kind, count(*) AS n FROM messages WHERE room_id = ?1 AND id > ?3
+          GROUP BY kind || '' ORDER BY n DESC, kind`,
+        args,
+      },
+    ].map(numbered),
+    "read",
+  );
+  const [room, cursor, inboxRows, inboxN, taskRows, tasksN, stateRows, stateN, agents, counts] =
+    results.map(objects);
+  if (!room[0]) return null;
+  const count = (rows: Record<string, unknown>[]) => Number(rows[0]?.n ?? 0);
+  return {
+    rev: Number(room[0].rev),
+    trimmedRev: Number(room[0].trimmed_rev),
+    cursorTime: cursor[0]?.t == null ? null : String(cursor[0].t),
+    inbox: inboxRows.map(toMessage),
+    inboxTotal: count(inboxN),
+    tasks: taskRows.map(toMessage),
+    tasksTotal: count(tasksN),
+    state: stateRows.map((r) => ({ ...toState(r), deleted: Number(r.deleted) === 1 })),
+    stateTotal: count(stateN),
+    agents: agents.map(toAgent),
+    counts: counts.map((r) => ({ kind: String(r.kind), n: Number(r.n) })),
+  };
+}
+
 // ---------------------------------------------------------------- changes
 
 /**
@@ -789,6 +966,8 @@ export async function listChanges(
       rev: Number(r.rev),
       type: "state" as const,
       deleted: Number(r.deleted) === 1,
+      // Only expiry leaves a deleted key with its expires_at (a delete clears it).
+      ...(Number(r.deleted) === 1 && r.expires_at !== null ? { expired: true as const } : {}),
       state: toState(r),
     })),
   ];
