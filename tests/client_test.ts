@@ -280,3 +280,28 @@ Deno.test("retryingFetch gives up after its retries and returns the last answer"
   assert.equal(res.status, 502);
   assert.equal(calls, 3);
 });
+
+Deno.test("the README's typed client example type-checks", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const start = readme.indexOf("```ts\n", readme.indexOf("**Typed client.**"));
+  assert.ok(start > 0, "the README has the example");
+  const code = readme.slice(start + 6, readme.indexOf("```", start + 6));
+  const dir = await Deno.makeTempDir();
+  try {
+    const client = new URL("../client/client.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      `${dir}/example.ts`,
+      "declare const BASE: string, TOKEN: string, ROOM: string;\n" +
+        code.replace('"./client/client.ts"', JSON.stringify(client)),
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["check", "--config", new URL("../deno.json", import.meta.url).pathname, "example.ts"],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
