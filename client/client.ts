@@ -96,7 +96,7 @@ export function retryingFetch(base: Fetch = (r) => fetch(r), options: RetryOptio
         res = await base(new Request(url, { method, headers, body, signal }));
       } catch (err) {
         if (signal.aborted || attempt >= retries) throw err;
-        await sleep(backoff, request.signal);
+        await sleep(backoff, signal);
         continue;
       }
       if (!retryable(res) || attempt >= retries) return res;
@@ -130,6 +130,8 @@ export interface ChangesOptions {
 export interface ClaimOptions {
   /** The kind of message to claim (default `task`). */
   kind?: string;
+  /** Your agent id: skips tasks addressed to another agent (those for everyone stay). */
+  to?: string;
   /** Seconds to wait for an open task when there is none (default 0: answer at once). */
   wait?: number;
   /** Makes the claim a lease of this many seconds. */
@@ -219,6 +221,7 @@ export function createClient(options: ClientOptions): AgentSyncClient {
             path: { id: room },
             query: {
               kind: o.kind ?? "task",
+              ...(o.to ? { to: o.to } : {}),
               unclaimed: "true",
               after: String(after),
               limit: "20",

@@ -52,7 +52,7 @@ ok(
 const done: number[] = [];
 while (done.length < maxTasks) {
   // A 5-minute lease: if this process dies mid-task, the task reopens for another agent.
-  const task = await sync.claimNext(room, { wait: idle ?? 3600, ttl: 300 });
+  const task = await sync.claimNext(room, { to: me.id, wait: idle ?? 3600, ttl: 300 });
   if (!task) {
     if (idle !== undefined) break;
     continue;

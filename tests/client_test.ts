@@ -100,6 +100,24 @@ appTest("claimNext claims the oldest open task, and none when none is open", asy
   assert.equal(await sync.claimNext(room.id), null, "both are taken, the note is no task");
 });
 
+appTest("claimNext with `to` leaves tasks addressed to another agent alone", async (app) => {
+  const room = await app.room();
+  const alice = await app.agent(room, "alice");
+  await app.agent(room, "bob");
+  const task = (to: string | null) =>
+    app.request("POST", `/rooms/${room.id}/messages`, {
+      token: room.token,
+      body: { kind: "task", to, body: "x" },
+    });
+  await task("bob");
+  const forAll = (await task(null)).body.id;
+  const forAlice = (await task("alice")).body.id;
+  const sync = clientOf(app, alice.token);
+  assert.equal((await sync.claimNext(room.id, { to: "alice" }))?.id, forAll);
+  assert.equal((await sync.claimNext(room.id, { to: "alice" }))?.id, forAlice);
+  assert.equal(await sync.claimNext(room.id, { to: "alice" }), null, "bob's task is his");
+});
+
 appTest(
   "claimNext moves on to the next task when another agent wins the race (409)",
   async (app) => {
