@@ -13,6 +13,8 @@ export interface Config {
   maxKeyLength: number;
   defaultLimit: number;
   maxLimit: number;
+  /** The most bytes of stored values one listing page carries (it ends early past that). */
+  maxPageBytes: number;
   maxWaitSeconds: number;
   maxWaits: number;
   maxWaitsPerClient: number;
@@ -28,7 +30,12 @@ export interface Config {
   onlineSeconds: number;
   idempotencyHours: number;
   wakePollMs: number;
+  /** How long the server keeps one event stream open (Val Town ends requests at 60 s). */
+  streamSeconds: number;
+  streamHeartbeatSeconds: number;
   trustProxy: boolean;
+  /** Tests: check every JSON answer against the schema its operation declares. */
+  checkResponses: boolean;
 }
 
 function num(
@@ -74,6 +81,7 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     maxKeyLength: num(env, "SYNC_MAX_KEY_LENGTH", 256),
     defaultLimit: num(env, "SYNC_DEFAULT_LIMIT", 100),
     maxLimit: num(env, "SYNC_MAX_LIMIT", 1000),
+    maxPageBytes: num(env, "SYNC_MAX_PAGE_BYTES", 4 * 1024 * 1024, 1),
     maxWaitSeconds: num(env, "SYNC_MAX_WAIT", 30),
     maxWaits: num(env, "SYNC_MAX_WAITS", 10_000),
     maxWaitsPerClient: num(env, "SYNC_MAX_WAITS_PER_CLIENT", 100),
@@ -88,6 +96,9 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     onlineSeconds: num(env, "SYNC_ONLINE_SECONDS", 60),
     idempotencyHours: num(env, "SYNC_IDEMPOTENCY_HOURS", 24),
     wakePollMs: num(env, "SYNC_WAKE_POLL_MS", 250),
+    streamSeconds: num(env, "SYNC_STREAM_SECONDS", 50, 1),
+    streamHeartbeatSeconds: num(env, "SYNC_STREAM_HEARTBEAT_SECONDS", 15, 1),
     trustProxy: env.SYNC_TRUST_PROXY === "1" || Boolean(env.valtown),
+    checkResponses: env.SYNC_CHECK_RESPONSES === "1",
   };
 }

@@ -1,13 +1,9 @@
 // The HTML a human sees: the landing page at `/` and the live room view at `/?room=<id>`.
 import type { Context } from "npm:hono@^4.13.19";
 import type { Config } from "./config.ts";
-import {
-  BASE_CSS,
-  DASHBOARD_CSS,
-  DASHBOARD_JS,
-  LANDING_CSS,
-  LANDING_JS,
-} from "./dashboard_assets.ts";
+import type { PageConfig } from "./dashboard_browser.ts";
+import { BASE_CSS, DASHBOARD_CSS, LANDING_CSS } from "./dashboard_assets.ts";
+import { landingScript, roomScript } from "./dashboard_script.ts";
 
 /** Where the landing page points for the README; null shows the text without a link. */
 const README_URL: string | null = null;
@@ -15,7 +11,7 @@ const README_URL: string | null = null;
 /** The live view of one room; the token stays in the URL fragment and is read by the page. */
 export function dashboardPage(c: Context, roomId: string, config: Config): Response {
   const nonce = newNonce();
-  const body = `<body data-auth="${config.auth}" data-online-seconds="${config.onlineSeconds}">
+  const body = `<body>
 <header class="top">
   <a class="brand" href="/">agent-sync</a>
   <div class="room-info">
@@ -78,7 +74,7 @@ export function dashboardPage(c: Context, roomId: string, config: Config): Respo
     <p id="state-empty" class="empty">No state yet.</p>
   </section>
 </main>
-<script nonce="${nonce}">${DASHBOARD_JS}</script>
+<script nonce="${nonce}">${roomScript(pageConfig(config))}</script>
 </body>`;
   return c.html(
     shell(nonce, `agent-sync · ${escape(roomId)}`, DASHBOARD_CSS, body),
@@ -95,7 +91,7 @@ export function landingPage(c: Context, config: Config): Response {
   const readme = README_URL
     ? `the <a href="${escape(README_URL)}">README</a>`
     : "the README in the source repository";
-  const body = `<body data-auth="${config.auth}" data-admin="${admin ? "1" : "0"}">
+  const body = `<body>
 <main class="landing">
   <h1>agent-sync</h1>
   <p class="lead">A small HTTP service through which AI agents collaborate: each room has an append-only message log, versioned shared state, claims on tasks and a live change feed. People watch, and steer, from a live dashboard.</p>
@@ -142,9 +138,13 @@ export function landingPage(c: Context, config: Config): Response {
     <p>Point an agent at <a href="/SKILL.md"><code>${origin}/SKILL.md</code></a>: it explains how to join a room, wait for messages, claim tasks and update shared state safely. The full API and its settings are in ${readme}.</p>
   </section>
 </main>
-<script nonce="${nonce}">${LANDING_JS}</script>
+<script nonce="${nonce}">${landingScript(pageConfig(config))}</script>
 </body>`;
   return c.html(shell(nonce, "agent-sync", LANDING_CSS, body), 200, headers(nonce));
+}
+
+function pageConfig(config: Config): PageConfig {
+  return { auth: config.auth, onlineSeconds: config.onlineSeconds };
 }
 
 function shell(nonce: string, title: string, css: string, body: string): string {

@@ -1,7 +1,8 @@
-// Blocking waits: held requests wake on a write in this process, or on a poll of the room revisions.
+// Blocking waits: held requests wake on a write in this process, on a poll of the room revisions,
+// or when a claim lease or key ttl runs out (expiry is recorded as a change, then wakes them).
 import type { Db } from "./db.ts";
 import { HttpError } from "./http.ts";
-import { roomRevs } from "./schema.ts";
+import { expireDue, nextExpiry, roomRevs } from "./schema.ts";
 
 interface Waiter {
   after: number;
@@ -20,6 +21,17 @@ export class Waiters {
   #total = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #polling = false;
+  /** Per room, the revision at which its earliest pending expiry was read, and that expiry. */
+  #expiries = new Map<string, { rev: number; next: string | null }>();
+  /** When the earliest pending expiry of the database runs out, while requests are held. */
+  #expiryAt = Infinity;
+  /** Something was written since #expiryAt was read, so an earlier expiry may exist. */
+  #expiryStale = true;
+  #expiryChecked = 0;
+  #expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  #expiryArmedAt = Infinity;
+  #expiring = false;
+  #closed = false;
 
   constructor(
     readonly db: () => Promise<Db>,
@@ -32,20 +44,46 @@ export class Waiters {
     return this.#total;
   }
 
+  /** True once `close` ran: streams end, and waits answer at once. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** A write in this process reached revision `rev` of the room. */
   notify(roomId: string, rev: number) {
     if (this.#latest.size > 10_000) this.#latest.clear();
     // A deleted room's id may be used again: only the waits held now hear that it is gone.
-    if (rev === ROOM_GONE) this.#latest.delete(roomId);
-    else if (rev > (this.#latest.get(roomId) ?? 0)) this.#latest.set(roomId, rev);
+    if (rev === ROOM_GONE) this.#latest.delete(roomId), this.#expiries.delete(roomId);
+    else if (rev > (this.#latest.get(roomId) ?? 0)) {
+      this.#latest.set(roomId, rev);
+      // The write may have set a lease or ttl that runs out before the one known.
+      this.#expiryStale = true;
+      this.#armExpiry();
+    }
     const set = this.#rooms.get(roomId);
     if (!set) return;
     for (const w of set) if (rev > w.after) w.wake(rev);
   }
 
   /**
+   * Takes one of the client's held-request slots for as long as a stream stays open; throws 429
+   * when the client or the server holds too many already. Call the returned function once, when
+   * the stream ends.
+   */
+  reserve(client: string): () => void {
+    this.#admit(client);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#leave(client);
+    };
+  }
+
+  /**
    * Resolves with the revision that passed `after`, or with null when `ms` pass or `signal`
-   * aborts first. Throws 429 when the client or the server holds too many waits already.
+   * aborts first. Throws 429 when the client or the server holds too many waits already, unless
+   * `reserved` says the caller holds a slot from `reserve`.
    */
   wait(
     roomId: string,
@@ -53,9 +91,34 @@ export class Waiters {
     ms: number,
     client: string,
     signal?: AbortSignal,
+    reserved = false,
   ): Promise<number | null> {
     const latest = this.#latest.get(roomId) ?? 0;
     if (latest > after) return Promise.resolve(latest);
+    if (this.#closed) return Promise.resolve(null);
+    if (!reserved) this.#admit(client);
+    return new Promise<number | null>((resolve) => {
+      let set = this.#rooms.get(roomId);
+      if (!set) this.#rooms.set(roomId, set = new Set());
+      const done = (rev: number | null = null) => {
+        clearTimeout(timeout);
+        signal?.removeEventListener("abort", stop);
+        if (!set.delete(waiter)) return;
+        if (set.size === 0) this.#rooms.delete(roomId);
+        if (!reserved) this.#leave(client);
+        resolve(rev);
+      };
+      const stop = () => done(null);
+      const waiter: Waiter = { after, wake: done };
+      const timeout = setTimeout(stop, ms);
+      signal?.addEventListener("abort", stop);
+      set.add(waiter);
+      this.#startPolling();
+      this.#armExpiry();
+    });
+  }
+
+  #admit(client: string) {
     const mine = this.#perClient.get(client) ?? 0;
     if (this.#total >= this.maxTotal || mine >= this.maxPerClient) {
       const who = mine >= this.maxPerClient ? "this client" : "the server";
@@ -69,34 +132,89 @@ export class Waiters {
     }
     this.#total++;
     this.#perClient.set(client, mine + 1);
-    return new Promise<number | null>((resolve) => {
-      let set = this.#rooms.get(roomId);
-      if (!set) this.#rooms.set(roomId, set = new Set());
-      const done = (rev: number | null = null) => {
-        clearTimeout(timeout);
-        signal?.removeEventListener("abort", stop);
-        if (!set.delete(waiter)) return;
-        if (set.size === 0) this.#rooms.delete(roomId);
-        this.#total--;
-        const left = (this.#perClient.get(client) ?? 1) - 1;
-        if (left > 0) this.#perClient.set(client, left);
-        else this.#perClient.delete(client);
-        if (this.#total === 0) this.#stopPolling();
-        resolve(rev);
-      };
-      const stop = () => done(null);
-      const waiter: Waiter = { after, wake: done };
-      const timeout = setTimeout(stop, ms);
-      signal?.addEventListener("abort", stop);
-      set.add(waiter);
-      this.#startPolling();
-    });
+  }
+
+  #leave(client: string) {
+    this.#total--;
+    const left = (this.#perClient.get(client) ?? 1) - 1;
+    if (left > 0) this.#perClient.set(client, left);
+    else this.#perClient.delete(client);
+    if (this.#total === 0) this.#stopPolling();
+  }
+
+  /**
+   * Records the room's leases and ttls that ran out (see `expireDue`), before a request reads or
+   * writes it, and returns the room's revision after that. Reads the room's earliest expiry
+   * only when its revision moved since the last look, so a quiet room costs no query.
+   */
+  async settle(db: Db, roomId: string, rev: number): Promise<number> {
+    const known = this.#expiries.get(roomId);
+    const t = new Date().toISOString();
+    if (known && known.rev === rev && (known.next === null || known.next > t)) return rev;
+    try {
+      let next = known?.rev === rev ? known.next : await nextExpiry(db, roomId);
+      if (next !== null && next <= t) {
+        const revs = await expireDue(db, roomId, t);
+        for (const [id, r] of revs) this.notify(id, r), rev = Math.max(rev, r);
+        next = await nextExpiry(db, roomId);
+      }
+      if (this.#expiries.size > 10_000) this.#expiries.clear();
+      this.#expiries.set(roomId, { rev, next });
+    } catch (err) {
+      // The request goes on without it: a later request or the timer records the expiry.
+      console.error("expiry failed:", err);
+    }
+    return rev;
   }
 
   /** Answers every held request now and stops polling, for shutdown. */
   close() {
+    this.#closed = true;
     for (const set of this.#rooms.values()) for (const w of [...set]) w.wake(null);
     this.#stopPolling();
+  }
+
+  /**
+   * While requests are held, a timer fires when the earliest lease or ttl of the database runs
+   * out, records it (waking the rooms it concerns) and looks up the next one. After a write it
+   * looks again within a poll interval, since the write may have set an earlier one.
+   */
+  #armExpiry() {
+    if (this.#total === 0 || this.#expiring || this.#closed) return;
+    let at = this.#expiryAt;
+    if (this.#expiryStale) at = Math.min(at, this.#expiryChecked + (this.pollMs || 250));
+    if (at === this.#expiryArmedAt) return;
+    clearTimeout(this.#expiryTimer);
+    this.#expiryArmedAt = at;
+    if (at === Infinity) return;
+    const ms = Math.min(Math.max(0, at - Date.now()), 2 ** 31 - 1);
+    this.#expiryTimer = setTimeout(() => this.#runExpiry(), ms);
+  }
+
+  async #runExpiry() {
+    this.#expiryArmedAt = Infinity;
+    this.#expiring = true;
+    // Set first: when the database fails, the next try waits a poll interval too.
+    this.#expiryChecked = Date.now();
+    try {
+      const d = await this.db();
+      this.#expiryStale = false;
+      let next = await nextExpiry(d, null);
+      const t = new Date().toISOString();
+      if (next !== null && next <= t) {
+        const revs = await expireDue(d, null, t);
+        for (const [id, rev] of revs) this.notify(id, rev);
+        this.#expiryStale = false;
+        next = await nextExpiry(d, null);
+      }
+      this.#expiryAt = next === null ? Infinity : Date.parse(next);
+    } catch (err) {
+      console.error("expiry failed:", err);
+      this.#expiryStale = true;
+    } finally {
+      this.#expiring = false;
+    }
+    this.#armExpiry();
   }
 
   #startPolling() {
@@ -107,6 +225,9 @@ export class Waiters {
   #stopPolling() {
     clearInterval(this.#timer);
     this.#timer = undefined;
+    clearTimeout(this.#expiryTimer);
+    this.#expiryArmedAt = Infinity;
+    this.#expiryStale = true; // writes of other processes go unseen until requests are held again
   }
 
   /** Catches writes made by other processes or server instances sharing the database. */

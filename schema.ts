@@ -1,61 +1,15 @@
 // SQLite tables, migrations and one function per query; every write takes its room's next revision.
 import type { Db, RawRow, ResultSet, Statement, Value } from "./db.ts";
 
-export interface Room {
-  id: string;
-  created_at: string;
-  meta: unknown;
-  rev: number;
-}
+import type { Agent, Change, Claim, Message, Room, StateEntry } from "./models.ts";
+export type { Agent, Change, Claim, Message, Room, StateEntry };
+
 export interface RoomAuth extends Room {
   token_hash: string | null;
   view_token_hash: string | null;
   trimmed_rev: number;
   agent_id: string | null;
 }
-export interface Agent {
-  id: string;
-  room_id: string;
-  name: string;
-  role: string;
-  joined_at: string;
-  meta: unknown;
-  status: string;
-  note: string | null;
-  last_seen: string | null;
-  rev: number;
-}
-export interface Claim {
-  agent: string;
-  claimed_at: string;
-  expires_at: string | null;
-}
-export interface Message {
-  id: number;
-  room_id: string;
-  from_agent: string | null;
-  to_agent: string | null;
-  kind: string;
-  body: unknown;
-  reply_to: number | null;
-  created_at: string;
-  claim: Claim | null;
-  rev: number;
-}
-export interface StateEntry {
-  room_id: string;
-  scope: string;
-  key: string;
-  value: unknown;
-  version: number;
-  rev: number;
-  updated_at: string;
-  expires_at: string | null;
-}
-export type Change =
-  | { rev: number; type: "message"; message: Message }
-  | { rev: number; type: "agent"; agent: Agent }
-  | { rev: number; type: "state"; deleted: boolean; state: StateEntry };
 
 const MIGRATIONS: string[][] = [[
   `CREATE TABLE rooms (
@@ -138,6 +92,24 @@ const MIGRATIONS: string[][] = [[
       WHERE id = NEW.room_id AND rev < NEW.rev; END`,
   ]),
 ], [
+  // MCP clients connect to /mcp with a token alone: find its room (and agent) by its hash.
+  `CREATE INDEX IF NOT EXISTS agents_token_hash ON agents (token_hash) WHERE token_hash IS NOT NULL`,
+  `CREATE INDEX IF NOT EXISTS rooms_token_hash ON rooms (token_hash) WHERE token_hash IS NOT NULL`,
+  `CREATE INDEX IF NOT EXISTS rooms_view_token_hash ON rooms (view_token_hash)
+    WHERE view_token_hash IS NOT NULL`,
+], [
+  // Expiry (a claim lease or a key's ttl running out is a change) and the digest. Only indexes,
+  // each IF NOT EXISTS, so this migration is safe in any order with others appended beside it.
+  // A pending lease: claimed_at is set to NULL when its expiry is recorded (see expireDue).
+  `CREATE INDEX IF NOT EXISTS messages_lease ON messages (room_id, claim_expires_at)
+    WHERE claimed_at IS NOT NULL AND claim_expires_at IS NOT NULL`,
+  `CREATE INDEX IF NOT EXISTS state_ttl ON state (room_id, expires_at)
+    WHERE deleted = 0 AND expires_at IS NOT NULL`,
+  `CREATE INDEX IF NOT EXISTS messages_reply ON messages (room_id, reply_to)
+    WHERE reply_to IS NOT NULL`,
+  `CREATE INDEX IF NOT EXISTS messages_to ON messages (room_id, to_agent, id)
+    WHERE to_agent IS NOT NULL`,
+], [
   // An Idempotency-Key's record now commits in its write's own batch, with the answer as the
   // written rows (`op` names how to shape them) and any minted token encrypted in `secret`.
   // Reservations the old three-step scheme left pending cannot be told apart: forget them.
@@ -147,7 +119,7 @@ const MIGRATIONS: string[][] = [[
   `DELETE FROM idempotency WHERE status = 0`,
   // Records are appended in time order, so expiry deletes a prefix of rowids; an index on
   // created_at cost every keyed write a third b-tree insert.
-  `DROP INDEX idempotency_created_at`,
+  `DROP INDEX IF EXISTS idempotency_created_at`,
 ]];
 
 /** Applies every migration not yet recorded in `_migrations`, each with its record in one batch. */
@@ -241,6 +213,9 @@ function toMessageAt(r: Record<string, unknown>, at: string): Message {
     claim: held
       ? { agent: String(r.claimed_by), claimed_at: String(r.claimed_at), expires_at: expires }
       : null,
+    ...(r.claimed_by !== null && !held
+      ? { expired_claim: { agent: String(r.claimed_by), expires_at: expires! } }
+      : {}),
     rev: Number(r.rev),
   };
 }
@@ -307,6 +282,22 @@ export async function getRoomAuth(
     trimmed_rev: Number(r.trimmed_rev),
     agent_id: r.agent_id === null ? null : String(r.agent_id),
   };
+}
+
+/** The room a token hash belongs to, as its room, view or one of its agents' token. */
+export async function findTokenRoom(
+  db: Db,
+  tokenHash: string,
+): Promise<{ roomId: string; agentId: string | null } | null> {
+  const rs = await db.execute({
+    sql: `SELECT room_id, id AS agent_id FROM agents WHERE token_hash = ?1
+      UNION ALL SELECT id, NULL FROM rooms WHERE token_hash = ?1 OR view_token_hash = ?1
+      LIMIT 1`,
+    args: [tokenHash],
+  });
+  const r = objects(rs)[0];
+  if (!r) return null;
+  return { roomId: String(r.room_id), agentId: r.agent_id === null ? null : String(r.agent_id) };
 }
 
 export async function listRooms(db: Db, limit: number): Promise<Room[]> {
@@ -836,6 +827,168 @@ export async function applyStateBatch(
   }
 }
 
+// ---------------------------------------------------------------- expiry
+
+const LEASE_PENDING = "claimed_at IS NOT NULL AND claim_expires_at IS NOT NULL";
+const TTL_PENDING = "deleted = 0 AND expires_at IS NOT NULL";
+
+/** The earliest claim lease or key ttl still to run out, in one room or (null) in every room. */
+export async function nextExpiry(db: Db, roomId: string | null): Promise<string | null> {
+  const inRoom = roomId === null ? "" : "room_id = ?1 AND";
+  const rs = await db.execute({
+    sql: `SELECT min(t) AS t FROM (
+      SELECT min(claim_expires_at) AS t FROM messages INDEXED BY messages_lease WHERE ${inRoom} ${LEASE_PENDING}
+      UNION ALL SELECT min(expires_at) FROM state INDEXED BY state_ttl WHERE ${inRoom} ${TTL_PENDING})`,
+    args: roomId === null ? [] : [roomId],
+  });
+  const t = objects(rs)[0]?.t;
+  return t === null || t === undefined ? null : String(t);
+}
+
+/**
+ * Records every lease and ttl that ran out by `at` (in one room, or in all) as a change: each
+ * row takes its room's next revision, so every expiry appears once in the feed. A lapsed claim
+ * keeps its holder and expiry, with claimed_at cleared to mark it recorded; an expired key
+ * becomes a tombstone that keeps its expires_at. The conditions make it safe for several
+ * processes to run at once: a row is taken by whichever gets there first, exactly once.
+ * Returns the newest revision each room reached.
+ */
+export async function expireDue(
+  db: Db,
+  roomId: string | null,
+  at: string = now(),
+): Promise<Map<string, number>> {
+  const inRoom = roomId === null ? "" : "room_id = ?2 AND";
+  const args = roomId === null ? [at] : [at, roomId];
+  // The correlated subquery is evaluated per row, after the rev trigger of the row before.
+  // INDEXED BY: without statistics the planner would scan the room by its primary key.
+  const results = await db.batch([
+    {
+      sql: `UPDATE messages INDEXED BY messages_lease SET claimed_at = NULL,
+          rev = (SELECT rev + 1 FROM rooms WHERE id = messages.room_id)
+        WHERE ${inRoom} ${LEASE_PENDING} AND claim_expires_at <= ?1 RETURNING room_id, rev`,
+      args,
+    },
+    {
+      sql:
+        `UPDATE state INDEXED BY state_ttl SET deleted = 1, value = 'null', updated_at = expires_at,
+          rev = (SELECT rev + 1 FROM rooms WHERE id = state.room_id)
+        WHERE ${inRoom} ${TTL_PENDING} AND expires_at <= ?1 RETURNING room_id, rev`,
+      args,
+    },
+  ], "write");
+  const revs = new Map<string, number>();
+  for (const r of results.flatMap(objects)) {
+    const id = String(r.room_id);
+    revs.set(id, Math.max(revs.get(id) ?? 0, Number(r.rev)));
+  }
+  return revs;
+}
+
+// ---------------------------------------------------------------- digest
+
+/** A statement with `?N` parameters, given exactly as many arguments as the highest N it uses. */
+function numbered(stmt: { sql: string; args: Value[] }): Statement {
+  const n = Math.max(0, ...[...stmt.sql.matchAll(/\?(\d+)/g)].map((m) => Number(m[1])));
+  return { sql: stmt.sql, args: stmt.args.slice(0, n) };
+}
+
+export interface DigestRows {
+  rev: number;
+  trimmedRev: number;
+  /** When the room was at the cursor, as near as its rows tell (null for cursor 0). */
+  cursorTime: string | null;
+  /** Messages to the agent after the cursor that it has not replied to (tasks aside). */
+  inbox: Message[];
+  inboxTotal: number;
+  /** Tasks open to the agent: unclaimed, lease run out, or claimed by it with no result yet. */
+  tasks: Message[];
+  tasksTotal: number;
+  /** Keys written, deleted or expired after the cursor, at their latest version. */
+  state: (StateEntry & { deleted: boolean })[];
+  stateTotal: number;
+  agents: Agent[];
+  /** New messages after the cursor, per kind. */
+  counts: { kind: string; n: number }[];
+}
+
+/**
+ * What a digest is made of, read in one snapshot: at most `limit` rows per list, with totals.
+ * `agent` null reads no inbox, and tasks open to anyone. Null when the room does not exist.
+ */
+export async function readDigest(
+  db: Db,
+  roomId: string,
+  q: { after: number; agent: string | null; limit: number },
+): Promise<DigestRows | null> {
+  const t = now();
+  // ?1 room, ?2 agent, ?3 cursor, ?4 now
+  const args = [roomId, q.agent, q.after, t];
+  const repliedBy = (kind: string) =>
+    `EXISTS (SELECT 1 FROM messages r INDEXED BY messages_reply WHERE r.room_id = ?1
+      AND r.reply_to IS NOT NULL AND r.reply_to = m.id AND r.from_agent = ?2 ${kind})`;
+  // INDEXED BY: without statistics the planner scans the room by primary key instead, and does
+  // so again for every row in the correlated subquery.
+  const inbox = `FROM messages m INDEXED BY messages_to WHERE m.room_id = ?1
+    AND m.to_agent IS NOT NULL AND m.to_agent = ?2 AND m.id > ?3
+    AND m.kind <> 'task' AND (m.from_agent IS NULL OR m.from_agent <> ?2)
+    AND NOT ${repliedBy("")}`;
+  const tasks = `FROM messages m INDEXED BY messages_kind WHERE m.room_id = ?1 AND m.kind = 'task'
+    AND (?2 IS NULL OR m.to_agent IS NULL OR m.to_agent = ?2)
+    AND (m.claimed_by IS NULL OR m.claim_expires_at <= ?4
+      OR (m.claimed_by = ?2 AND NOT ${repliedBy("AND r.kind = 'result'")}))`;
+  const state = "FROM state WHERE room_id = ?1 AND rev > ?3";
+  const cols = MESSAGE_COLS.split(", ").map((c) => `m.${c}`).join(", ");
+  const results = await db.batch(
+    [
+      { sql: "SELECT rev, trimmed_rev FROM rooms WHERE id = ?1", args },
+      {
+        sql: `SELECT max(t) AS t FROM (
+        SELECT (SELECT created_at FROM messages WHERE room_id = ?1 AND id <= ?3
+          ORDER BY id DESC LIMIT 1) AS t
+        UNION ALL SELECT (SELECT updated_at FROM state WHERE room_id = ?1 AND rev <= ?3
+          ORDER BY rev DESC LIMIT 1))`,
+        args,
+      },
+      { sql: `SELECT ${cols} ${inbox} ORDER BY m.id LIMIT ?5`, args: [...args, q.limit] },
+      { sql: `SELECT count(*) AS n ${inbox}`, args },
+      { sql: `SELECT ${cols} ${tasks} ORDER BY m.id LIMIT ?5`, args: [...args, q.limit] },
+      { sql: `SELECT count(*) AS n ${tasks}`, args },
+      { sql: `SELECT ${STATE_COLS} ${state} ORDER BY rev LIMIT ?5`, args: [...args, q.limit] },
+      { sql: `SELECT count(*) AS n ${state}`, args },
+      {
+        sql: `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ?1 ORDER BY joined_at, id LIMIT ?5`,
+        args: [...args, q.limit],
+      },
+      {
+        // Grouped by an expression, so the planner reads the primary key's range after the
+        // cursor rather than the whole room through messages_kind.
+        sql: `SELECT kind, count(*) AS n FROM messages WHERE room_id = ?1 AND id > ?3
+          GROUP BY kind || '' ORDER BY n DESC, kind`,
+        args,
+      },
+    ].map(numbered),
+    "read",
+  );
+  const [room, cursor, inboxRows, inboxN, taskRows, tasksN, stateRows, stateN, agents, counts] =
+    results.map(objects);
+  if (!room[0]) return null;
+  const count = (rows: Record<string, unknown>[]) => Number(rows[0]?.n ?? 0);
+  return {
+    rev: Number(room[0].rev),
+    trimmedRev: Number(room[0].trimmed_rev),
+    cursorTime: cursor[0]?.t == null ? null : String(cursor[0].t),
+    inbox: inboxRows.map(toMessage),
+    inboxTotal: count(inboxN),
+    tasks: taskRows.map(toMessage),
+    tasksTotal: count(tasksN),
+    state: stateRows.map((r) => ({ ...toState(r), deleted: Number(r.deleted) === 1 })),
+    stateTotal: count(stateN),
+    agents: agents.map(toAgent),
+    counts: counts.map((r) => ({ kind: String(r.kind), n: Number(r.n) })),
+  };
+}
+
 // ---------------------------------------------------------------- changes
 
 /**
@@ -880,6 +1033,8 @@ export async function listChanges(
       rev: Number(r.rev),
       type: "state" as const,
       deleted: Number(r.deleted) === 1,
+      // Only expiry leaves a deleted key with its expires_at (a delete clears it).
+      ...(Number(r.deleted) === 1 && r.expires_at !== null ? { expired: true as const } : {}),
       state: toState(r),
     })),
   ];
@@ -1085,4 +1240,53 @@ export async function expireIdempotencyKeys(db: Db, before: string): Promise<voi
       (SELECT max(rowid) + 1 FROM idempotency))`,
     args: [before],
   });
+}
+
+/** Where a state listing continues: after this scope and key. */
+export interface StateCursor {
+  scope: string;
+  key: string;
+}
+
+/**
+ * A page of a room's live keys in (scope, key) order after `cursor`: at most `limit` entries
+ * and, past the first, at most `maxBytes` of stored values. `next` is where the next page
+ * starts, or null after the last.
+ */
+export async function listStatePage(
+  db: Db,
+  roomId: string,
+  opts: { scope?: string; after?: StateCursor; limit: number; maxBytes: number },
+): Promise<{ entries: StateEntry[]; next: StateCursor | null }> {
+  const entries: StateEntry[] = [];
+  let bytes = 0;
+  let after = opts.after;
+  // Read in chunks, so a page of large values stops early without loading the rest.
+  const chunk = Math.min(64, opts.limit + 1);
+  while (true) {
+    const where = ["room_id = ?1", `deleted = 0 AND (expires_at IS NULL OR expires_at > ?2)`];
+    const args: Value[] = [roomId, now()];
+    if (opts.scope !== undefined) where.push(`scope = ?${args.push(opts.scope)}`);
+    if (after) {
+      where.push(`(scope, key) > (?${args.push(after.scope)}, ?${args.push(after.key)})`);
+    }
+    const rs = await db.execute({
+      sql: `SELECT ${STATE_COLS}, length(CAST(value AS BLOB)) AS size FROM state
+        WHERE ${where.join(" AND ")} ORDER BY scope, key LIMIT ${chunk}`,
+      args,
+    });
+    const rows = objects(rs);
+    for (const r of rows) {
+      const size = Number(r.size);
+      if (entries.length === opts.limit || (entries.length > 0 && bytes + size > opts.maxBytes)) {
+        const last = entries[entries.length - 1];
+        return { entries, next: { scope: last.scope, key: last.key } };
+      }
+      entries.push(toState(r));
+      bytes += size;
+    }
+    if (rows.length < chunk) return { entries, next: null };
+    const last = entries[entries.length - 1];
+    after = { scope: last.scope, key: last.key };
+  }
 }

@@ -2,6 +2,10 @@
 import { type Config, loadConfig } from "../config.ts";
 import { createService, type Service } from "../main.ts";
 
+/** The resource modules, for tests that read the source. */
+export const ROUTE_FILES = [...Deno.readDirSync(new URL("../routes/", import.meta.url))]
+  .map((e) => `routes/${e.name}`).sort();
+
 export const DRIVERS = ["embedded", "libsql"] as const;
 export type Driver = typeof DRIVERS[number];
 
@@ -71,7 +75,7 @@ export class TestApp {
 
 /** Test settings: rate limits off unless a test turns them on. */
 export function testConfig(env: Record<string, string> = {}): Config {
-  return loadConfig({ SYNC_RATE_LIMIT: "off", ...env });
+  return loadConfig({ SYNC_RATE_LIMIT: "off", SYNC_CHECK_RESPONSES: "1", ...env });
 }
 
 /** Starts a service on a fresh database of the given driver. */

@@ -1,31 +1,37 @@
-// The skill document cannot drift: its curl examples run against the app, its routes match the app's.
+// The skill document cannot drift: a lead and a worker run its blocks literally, as fresh shells.
 import assert from "node:assert/strict";
-import { DRIVERS, makeApp } from "./helpers.ts";
-import { type Command, jqFilter, parseBlock, Shell } from "./skill_shell.ts";
+import { DRIVERS, makeApp, ROUTE_FILES } from "./helpers.ts";
+import { Shell } from "./skill_shell.ts";
+import {
+  type Block,
+  codeBlocks,
+  envOf,
+  type Fetch,
+  type Flow,
+  type FlowOptions,
+  runFlow,
+} from "./skill_flow.ts";
+import { routeTable, SECTIONS, skillDoc, skillFull } from "../skill.ts";
+import { loadConfig } from "../config.ts";
 
 /** Deliberately not `http://test`: the document must carry the origin it was fetched from. */
 const ORIGIN = "http://skill.example:8123";
 const ENV = { SYNC_MAX_WAIT: "1" };
-
-interface Block {
-  lang: string;
-  text: string;
-  /** 1-based line of the opening fence in the document. */
-  line: number;
-}
-
-function codeBlocks(doc: string): Block[] {
-  const blocks: Block[] = [];
-  let open: Block | null = null;
-  for (const [i, l] of doc.split("\n").entries()) {
-    const fence = /^```(\S*)\s*$/.exec(l);
-    if (fence && !open) open = { lang: fence[1], text: "", line: i + 1 };
-    else if (fence && open) blocks.push(open), open = null;
-    else if (open) open.text += l + "\n";
-  }
-  assert.equal(open, null, "the document ends inside a code block");
-  return blocks;
-}
+const ADMIN_TOKEN = "an-operator-secret-of-32-chars-or-more";
+const MODES: { name: string; env: Record<string, string>; leadFiles?: Record<string, string> }[] = [
+  { name: "token mode", env: ENV },
+  { name: "open mode", env: { ...ENV, SYNC_AUTH: "open" } },
+  {
+    name: "admin token mode",
+    env: { ...ENV, SYNC_ADMIN_TOKEN: ADMIN_TOKEN },
+    leadFiles: { "admin.token": ADMIN_TOKEN + "\n" },
+  },
+];
+const DOCS = [{ name: "short guide", path: "/SKILL.md" }, {
+  name: "full document",
+  path: "/SKILL.md?full",
+}];
+const MAX_SHORT_BYTES = 10 * 1024;
 
 function frontMatter(doc: string): Record<string, string> {
   const m = /^---\n([\s\S]*?)\n---\n/.exec(doc);
@@ -41,70 +47,376 @@ function frontMatter(doc: string): Record<string, string> {
   );
 }
 
-/**
- * Checks that `actual` has every field of the `sample` response the document shows, with the
- * same JSON type; codes and enums must match exactly, and `"prefix…"` strings by prefix.
- */
-function sameShape(sample: unknown, actual: unknown, path = "$"): string[] {
-  if (sample === null) return [];
-  const type = (v: unknown) => Array.isArray(v) ? "array" : v === null ? "null" : typeof v;
-  if (type(sample) !== type(actual)) return [`${path}: ${type(actual)}, not ${type(sample)}`];
-  if (Array.isArray(sample)) {
-    return sample.flatMap((s, i) =>
-      (actual as unknown[]).some((a) => sameShape(s, a).length === 0)
-        ? []
-        : [`${path}[${i}]: no element of the response has this shape: ${JSON.stringify(s)}`]
-    );
-  }
-  if (typeof sample === "string" && sample.endsWith("…")) {
-    const prefix = sample.slice(0, -1);
-    return (actual as string).startsWith(prefix) ? [] : [`${path}: does not start with ${prefix}`];
-  }
-  if (typeof sample !== "object") return [];
-  const a = actual as Record<string, unknown>;
-  return Object.entries(sample as Record<string, unknown>).flatMap(([k, v]) => {
-    if (!(k in a)) return [`${path}.${k}: missing from the response`];
-    if (["error", "status", "type", "kind", "scope"].includes(k) && v !== a[k]) {
-      return [`${path}.${k}: ${JSON.stringify(a[k])}, not ${JSON.stringify(v)}`];
-    }
-    return sameShape(v, a[k], `${path}.${k}`);
+async function getDoc(fetch: Fetch, path = "/SKILL.md", origin = ORIGIN) {
+  const res = await fetch(new Request(origin + path, { headers: { accept: "*/*" } }));
+  return { res, doc: await res.text() };
+}
+
+/** Runs the walkthrough and throws at the first step with a problem. */
+function checkDoc(doc: string, fetch: Fetch, leadFiles?: Record<string, string>): Promise<Flow> {
+  return runFlow(doc, fetch, { strict: true, leadFiles });
+}
+
+async function roomGet(fetch: Fetch, flow: Flow, path: string) {
+  const env = envOf(flow.files.lead.get("sync.env"));
+  const headers: Record<string, string> = env.TOKEN ? { authorization: `Bearer ${env.TOKEN}` } : {};
+  const res = await fetch(new Request(`${env.BASE}/rooms/${env.ROOM}${path}`, { headers }));
+  return await res.json();
+}
+
+Deno.test("GET /SKILL.md serves the short guide as markdown with this server's base URL", async () => {
+  await using t = await makeApp("embedded", ENV);
+  const fetch = t.app.service.fetch;
+  const { res, doc } = await getDoc(fetch);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type") ?? "", /^text\/markdown\b/);
+  const meta = frontMatter(doc);
+  assert.deepEqual(Object.keys(meta).sort(), ["description", "name"]);
+  assert.equal(meta.name, "agent-sync");
+  assert.ok(meta.description.length <= 1024, "the description fits SKILL.md's 1024 characters");
+  assert.match(meta.description, /other AI agents/);
+  assert.match(meta.description, /Use it when/);
+  assert.ok(meta.description.includes(ORIGIN), "the description names this server");
+  assert.ok(doc.includes(`echo "BASE=${ORIGIN}" > sync.env\n`), "BASE is this server's origin");
+  assert.ok(!doc.includes("http://test"), "no other origin is baked in");
+
+  const root = await getDoc(fetch, "/");
+  assert.equal(root.res.status, 200);
+  assert.match(root.res.headers.get("content-type") ?? "", /^text\/markdown\b/);
+  assert.equal(root.doc, doc, "a client that does not ask for HTML gets the same document at /");
+  assert.equal((await getDoc(fetch, "/?full")).doc, (await getDoc(fetch, "/SKILL.md?full")).doc);
+});
+
+for (const mode of MODES) {
+  Deno.test(`the short guide is at most 10 KB, workflow first, the reference one link away (${mode.name})`, async () => {
+    await using t = await makeApp("embedded", mode.env);
+    // A long origin, as on a hosted val, counts: it appears in the text several times.
+    const origin = "https://someone-agentsync-main.web.val.run";
+    const { doc } = await getDoc(t.app.service.fetch, "/SKILL.md", origin);
+    const bytes = new TextEncoder().encode(doc).length;
+    assert.ok(bytes <= MAX_SHORT_BYTES, `the short guide is ${bytes} bytes`);
+    const withMcp = skillDoc(origin, loadConfig(mode.env), { mcp: true });
+    const mcpBytes = new TextEncoder().encode(withMcp).length;
+    assert.ok(mcpBytes <= MAX_SHORT_BYTES, `with the MCP set-up it is ${mcpBytes} bytes`);
+    const headings = [...doc.matchAll(/^## (.*)$/gm)].map((m) => m[1]);
+    assert.match(headings[0], /^1\. Lead: create the room/);
+    assert.ok(doc.includes(`${origin}/SKILL.md?full`), "it links the full document");
+    for (const s of SECTIONS) assert.ok(doc.includes(`\`${s}\``), `it names section ${s}`);
+    assert.doesNotMatch(doc, /^## (Errors|Reference)/m, "the reference is not in the short guide");
+    const full = (await getDoc(t.app.service.fetch, "/SKILL.md?full", origin)).doc;
+    assert.ok(new TextEncoder().encode(full).length > bytes);
+    const walkthrough = doc.slice(doc.indexOf("\n## 1. "), doc.indexOf("\n## More"));
+    assert.ok(full.includes(walkthrough), "the full document holds the same walkthrough");
   });
 }
 
-/** Runs every example of the document in order against `fetch`; throws at the first wrong one. */
-async function runExamples(doc: string, fetch: (req: Request) => Response | Promise<Response>) {
-  const shell = new Shell(fetch);
-  let previous: { block: Block; runs: number } | null = null;
-  for (const block of codeBlocks(doc)) {
-    const where = `example block at line ${block.line}`;
-    if (block.lang === "sh") {
-      const before = shell.runs.length;
-      let cmds: Command[];
-      try {
-        cmds = parseBlock(block.text);
-      } catch (err) {
-        throw new Error(`${where}: ${(err as Error).message}`);
-      }
-      for (const cmd of cmds) {
-        try {
-          await shell.run(cmd);
-        } catch (err) {
-          throw new Error(`${where}, line ${cmd.line}: ${(err as Error).message}`);
+Deno.test("?section=<name> serves one part of the full document; an unknown one is a 404", async () => {
+  await using t = await makeApp("embedded", ENV);
+  const fetch = t.app.service.fetch;
+  const full = (await getDoc(fetch, "/SKILL.md?full")).doc;
+  for (const s of SECTIONS) {
+    const { res, doc } = await getDoc(fetch, `/SKILL.md?section=${s}`);
+    assert.equal(res.status, 200, s);
+    assert.match(res.headers.get("content-type") ?? "", /^text\/markdown\b/);
+    const body = doc.slice(doc.indexOf("\n## "));
+    assert.ok(body.length > 200, `section ${s} has content`);
+    assert.ok(full.includes(body), `section ${s} is part of the full document, word for word`);
+  }
+  const { res, doc } = await getDoc(fetch, "/SKILL.md?section=nope");
+  assert.equal(res.status, 404);
+  const err = JSON.parse(doc);
+  assert.equal(err.error, "not_found");
+  assert.match(err.message, /section "nope".*state/);
+});
+
+for (const driver of DRIVERS) {
+  for (const mode of MODES) {
+    for (const { name, path } of DOCS) {
+      Deno.test(`a lead and a worker following the ${name} block by block never hit a hidden failure (${mode.name}) [${driver}]`, async () => {
+        await using t = await makeApp(driver, mode.env);
+        const fetch = t.app.service.fetch;
+        const { doc } = await getDoc(fetch, path);
+        const flow = await checkDoc(doc, fetch, mode.leadFiles);
+        const open = mode.env.SYNC_AUTH === "open";
+        const runs = flow.steps.flatMap((s) => s.runs);
+        assert.ok(runs.every((r) => r.url.startsWith(`${ORIGIN}/`)), "every URL starts at $BASE");
+        assert.ok(flow.steps.some((s) => s.agent === "worker"), "the worker ran blocks");
+
+        const lead = envOf(flow.files.lead.get("sync.env"));
+        const worker = envOf(flow.files.worker.get("sync.env"));
+        assert.equal(lead.ME, "lead");
+        assert.equal(worker.ME, "worker-1");
+        assert.equal(worker.ROOM, lead.ROOM);
+        if (open) {
+          assert.deepEqual([lead.TOKEN, lead.ROOM_TOKEN, worker.TOKEN], [
+            undefined,
+            undefined,
+            undefined,
+          ]);
+        } else {
+          assert.match(lead.ROOM_TOKEN, /^as_room_/);
+          assert.match(lead.VIEW_TOKEN, /^as_view_/);
+          assert.match(lead.TOKEN, /^as_agent_/);
+          assert.match(worker.TOKEN, /^as_agent_/);
+          assert.notEqual(worker.TOKEN, lead.TOKEN);
+          assert.equal(worker.ROOM_TOKEN, undefined, "the worker never holds the room token");
         }
-      }
-      previous = { block, runs: shell.runs.length - before };
-    } else if (block.lang === "json") {
-      assert.ok(previous && previous.runs > 0, `${where}: a sample response follows no example`);
-      const last = shell.runs[shell.runs.length - 1];
-      const problems = sameShape(JSON.parse(block.text), JSON.parse(last.text));
-      assert.deepEqual(problems, [], `${where}: sample response of ${last.method} ${last.url}`);
-      previous = null;
-    } else {
-      assert.doesNotMatch(block.text, /\bcurl\b/, `${where}: curl outside a \`\`\`sh block`);
-      previous = null;
+        // Every non-2xx answer is one the document announces.
+        const unusual = flow.steps.flatMap((s) =>
+          s.runs.filter((r) => r.status >= 300).map((r) => `${s.agent} ${r.method} ${r.status}`)
+        );
+        const expected = ["lead GET 404"]; // the first read of the plan, before anyone wrote it
+        if (path.includes("full")) {
+          if (!open) expected.push("worker POST 403"); // an agent token inviting someone
+          expected.push("worker PUT 409"); // the stale write
+        }
+        assert.deepEqual(unusual, expected);
+
+        // What the agents did is really in the room: the task was claimed, done and answered.
+        assert.match(
+          flow.steps.find((s) => s.stdout.includes("Claimed task"))!.stdout,
+          /^Claimed task \d+: do it\n$/,
+        );
+        const thread = await roomGet(fetch, flow, `/messages?thread=${worker.TASK}`);
+        assert.deepEqual(thread.map((m: { kind: string }) => m.kind), ["task", "result"]);
+        assert.deepEqual(thread.map((m: { from_agent: string }) => m.from_agent), [
+          "lead",
+          "worker-1",
+        ]);
+        const plan = await roomGet(fetch, flow, "/state?key=plan");
+        if (path.includes("full")) {
+          assert.deepEqual(plan.value.done, ["tokenizer", "parser"]);
+          assert.equal(plan.version, 3);
+          assert.equal(
+            (await roomGet(fetch, flow, "/state?scope=worker-1&key=progress")).value,
+            "parser done",
+          );
+        } else {
+          assert.equal(plan.version, 2, "both wrote the plan with compare-and-set");
+          assert.equal(thread[0].claim.agent, "worker-1");
+          assert.equal(thread[0].claim.expires_at, null, "the done task stays claimed");
+          assert.equal((await roomGet(fetch, flow, "/agents/worker-1")).status, "busy");
+        }
+      });
     }
   }
-  return shell;
+}
+
+/** The walkthrough of the short guide in a fresh app, with options to stage what goes wrong. */
+async function walk(mode: typeof MODES[number], options: (fetch: Fetch) => FlowOptions) {
+  const t = await makeApp("embedded", mode.env);
+  const fetch = t.app.service.fetch;
+  const { doc } = await getDoc(fetch);
+  const flow = await runFlow(doc, fetch, { leadFiles: mode.leadFiles, ...options(fetch) });
+  return { t, fetch, flow, doc };
+}
+
+const isClaimBlock = (b: Block) => b.text.includes("unclaimed=true");
+
+/** The request an agent makes as the lead, behind the worker's back. */
+function asLead(fetch: Fetch, flow: Flow, method: string, path: string, body: unknown) {
+  const env = envOf(flow.files.lead.get("sync.env"));
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (env.TOKEN) headers.authorization = `Bearer ${env.TOKEN}`;
+  return fetch(
+    new Request(`${env.BASE}/rooms/${env.ROOM}${path}`, {
+      method,
+      headers,
+      body: JSON.stringify(body),
+    }),
+  );
+}
+
+for (const mode of MODES) {
+  Deno.test(`with no open task, the worker's claim block says so and claims nothing (${mode.name})`, async () => {
+    const { t, flow } = await walk(mode, () => ({
+      skip: (b) => b.text.includes('"kind":"task"'),
+      stopAfter: (s) => isClaimBlock(s.block),
+    }));
+    await using _ = t;
+    const step = flow.steps[flow.steps.length - 1];
+    assert.equal(step.stdout, "No open task: listen (section 3), then run this again\n");
+    assert.deepEqual(step.runs.map((r) => r.method), ["GET"], "no claim was attempted");
+    assert.doesNotMatch(flow.files.worker.get("sync.env")!, /TASK=/);
+  });
+
+  Deno.test(`a worker that loses the race for a task is told so and does not record it (${mode.name})`, async () => {
+    const { t, flow } = await walk(mode, (fetch) => ({
+      fetchFor: (agent, flow) => async (req) => {
+        if (agent === "worker" && req.method === "POST" && req.url.endsWith("/claim")) {
+          const path = new URL(req.url).pathname.replace(/^\/rooms\/[^/]+/, "");
+          const won = await asLead(fetch, flow, "POST", path, { agent: "lead" });
+          assert.equal(won.status, 200);
+        }
+        return fetch(req);
+      },
+      stopAfter: (s) => isClaimBlock(s.block),
+    }));
+    await using _ = t;
+    const step = flow.steps[flow.steps.length - 1];
+    assert.match(
+      step.stdout,
+      /^Another agent took task \d+ first: run this again for the next one\n$/,
+    );
+    assert.deepEqual(step.runs.map((r) => r.status), [200, 409]);
+    assert.doesNotMatch(flow.files.worker.get("sync.env")!, /TASK=/);
+    // Run again, as it says: the only task is taken, so there is none for the worker.
+    const again = new Shell(t.app.service.fetch, flow.files.worker);
+    await again.runBlock(step.block.text);
+    assert.equal(again.stdout, "No open task: listen (section 3), then run this again\n");
+  });
+
+  Deno.test(`a compare-and-set that loses the race writes nothing and says to run it again (${mode.name})`, async () => {
+    const isStateBlock = (b: Block) => b.text.includes('"key":"plan"') && b.who.length === 0;
+    let raced = false;
+    const { t, flow } = await walk(mode, (fetch) => ({
+      fetchFor: (agent, flow) => async (req) => {
+        if (agent === "worker" && req.method === "PUT" && !raced) {
+          raced = true;
+          const won = await asLead(fetch, flow, "PUT", "/state", {
+            key: "plan",
+            value: "the lead's",
+          });
+          assert.equal(won.status, 200);
+        }
+        return fetch(req);
+      },
+      stopAfter: (s) => s.agent === "worker" && isStateBlock(s.block),
+    }));
+    await using _ = t;
+    const step = flow.steps[flow.steps.length - 1];
+    assert.equal(
+      step.stdout,
+      "plan changed since you read it: nothing written; run this again on the new value\n",
+    );
+    const plan = await roomGet(t.app.service.fetch, flow, "/state?key=plan");
+    assert.deepEqual([plan.version, plan.value], [2, "the lead's"]);
+    const again = new Shell(t.app.service.fetch, flow.files.worker);
+    await again.runBlock(step.block.text);
+    assert.equal(again.stdout, "plan is at version 3\n");
+  });
+}
+
+const HAVE_TOOLS = await new Deno.Command("bash", {
+  args: ["-c", "command -v curl && command -v jq"],
+  stdout: "null",
+  stderr: "null",
+}).output().then((r) => r.success, () => false);
+
+/** Replaces what differs between two servers (room ids, tokens, timestamps) in output. */
+function normalized(text: string): string {
+  return text.split("\n").map((l) => {
+    if (/^[{[]/.test(l)) return JSON.stringify(shape(JSON.parse(l)));
+    return l.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, "<uuid>")
+      .replace(/as_(room|view|agent)_[A-Za-z0-9_-]{43}/g, "as_$1_<token>");
+  }).join("\n");
+}
+
+function shape(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(shape);
+  if (v !== null && typeof v === "object") {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, shape(x)]));
+  }
+  return typeof v;
+}
+
+// Admin token mode differs from token mode only in its first block: two server processes suffice.
+for (const mode of MODES.filter((m) => !m.leadFiles)) {
+  Deno.test({
+    name:
+      `the walkthrough runs the same in real bash, curl and jq, fresh shells, against a real server (${mode.name})`,
+    ignore: !HAVE_TOOLS,
+    fn: async () => {
+      const dir = await Deno.makeTempDir();
+      const dirs = { lead: `${dir}/lead`, worker: `${dir}/worker` };
+      await Deno.mkdir(dirs.lead), await Deno.mkdir(dirs.worker);
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = (listener.addr as Deno.NetAddr).port;
+      listener.close();
+      const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+      const server = new Deno.Command(Deno.execPath(), {
+        args: config.tasks.start.split(/\s+/).slice(1),
+        cwd: new URL("..", import.meta.url).pathname,
+        env: {
+          ...mode.env,
+          PORT: String(port),
+          SYNC_HOST: "127.0.0.1",
+          SYNC_DB: `${dir}/db.sqlite`,
+          SYNC_RATE_LIMIT: "off",
+        },
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+      try {
+        const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+        for (let out = ""; !out.includes("listening");) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`server exited before listening: ${out}`);
+          out += value;
+        }
+        const base = `http://127.0.0.1:${port}`;
+        const doc = await (await fetch(`${base}/SKILL.md?full`)).text();
+        // The same walkthrough in-process, with the same origin, to compare with.
+        await using t = await makeApp("embedded", mode.env);
+        const inProcess = await runFlow(
+          (await getDoc(t.app.service.fetch, "/SKILL.md?full", base)).doc,
+          t.app.service.fetch,
+          { leadFiles: mode.leadFiles },
+        );
+        for (const [name, text] of Object.entries(mode.leadFiles ?? {})) {
+          await Deno.writeTextFile(`${dirs.lead}/${name}`, text);
+        }
+        assert.equal(inProcess.steps.length > 20, true);
+        // Each curl also reports its status on stderr; the example's own -w output stays.
+        const wrapper = `curl() {
+  local args=() w=""
+  while [ $# -gt 0 ]; do
+    if [ "$1" = -w ]; then w=$2; shift 2; else args+=("$1"); shift; fi
+  done
+  command curl "\${args[@]}" -w "$w%{stderr}%{http_code} %{method}\\n"
+}`;
+        let i = 0;
+        for (const block of codeBlocks(doc)) {
+          if (block.lang === "text" && block.who.includes("worker")) {
+            const agent = /^AGENT=(\S+)$/m.exec(inProcess.steps[i - 1].block.text)![1];
+            await Deno.copyFile(`${dirs.lead}/${agent}.env`, `${dirs.worker}/sync.env`);
+          }
+          if (block.lang !== "sh") continue;
+          for (const agent of block.who.length > 0 ? block.who : ["lead", "worker"] as const) {
+            const expected = inProcess.steps[i++];
+            assert.equal(expected.agent, agent);
+            const bash = await new Deno.Command("bash", {
+              args: ["-c", `${wrapper}\n${block.text}`],
+              cwd: dirs[agent],
+              stdout: "piped",
+              stderr: "piped",
+            }).output();
+            const stderr = new TextDecoder().decode(bash.stderr);
+            const where = `${agent}, block at line ${block.line}`;
+            assert.ok(bash.success, `${where}: bash failed: ${stderr}`);
+            assert.deepEqual(
+              stderr.trim().split("\n").filter((l) => l !== "").map((l) =>
+                l.split(" ").reverse().join(" ")
+              ),
+              expected.runs.map((r) => `${r.method} ${r.status}`),
+              where,
+            );
+            assert.equal(
+              normalized(new TextDecoder().decode(bash.stdout)),
+              normalized(expected.stdout),
+              `${where}: the same output`,
+            );
+          }
+        }
+        assert.equal(i, inProcess.steps.length);
+        await reader.cancel();
+      } finally {
+        server.kill();
+        await server.status;
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
 }
 
 /** Routes named as `METHOD /path` anywhere in `text`, query strings dropped. */
@@ -128,172 +440,75 @@ function routeProblems(doc: string, appRoutes: Set<string>): string[] {
   ];
 }
 
-async function getDoc(fetch: (req: Request) => Response | Promise<Response>, path = "/SKILL.md") {
-  const res = await fetch(new Request(ORIGIN + path, { headers: { accept: "*/*" } }));
-  return { res, doc: await res.text() };
-}
-
-Deno.test("GET /SKILL.md serves the skill document as markdown with this server's base URL", async () => {
-  await using t = await makeApp("embedded", ENV);
-  const fetch = t.app.service.fetch;
-  const { res, doc } = await getDoc(fetch);
-  assert.equal(res.status, 200);
-  assert.match(res.headers.get("content-type") ?? "", /^text\/markdown\b/);
-  const meta = frontMatter(doc);
-  assert.deepEqual(Object.keys(meta).sort(), ["description", "name"]);
-  assert.equal(meta.name, "agent-sync");
-  assert.ok(meta.description.length <= 1024, "the description fits SKILL.md's 1024 characters");
-  assert.match(meta.description, /other AI agents/);
-  assert.match(meta.description, /Use it when/);
-  assert.ok(meta.description.includes(ORIGIN), "the description names this server");
-  assert.ok(doc.includes(`\nBASE=${ORIGIN}\n`), "BASE is set to this server's origin");
-  assert.ok(!doc.includes("http://test"), "no other origin is baked in");
-  const body = doc.slice(doc.indexOf("\n---\n", 4) + 5);
-  assert.ok(body.split("\n").length < 500, "the body is under 500 lines");
-
-  const root = await getDoc(fetch, "/");
-  assert.equal(root.res.status, 200);
-  assert.match(root.res.headers.get("content-type") ?? "", /^text\/markdown\b/);
-  assert.equal(root.doc, doc, "a client that does not ask for HTML gets the same document at /");
-});
-
-for (const driver of DRIVERS) {
-  Deno.test(`every example in the skill document runs and answers as the document says [${driver}]`, async () => {
-    await using t = await makeApp(driver, ENV);
-    const fetch = t.app.service.fetch;
-    const { doc } = await getDoc(fetch);
-    const shell = await runExamples(doc, fetch);
-
-    assert.equal(shell.vars.get("BASE"), ORIGIN);
-    for (const name of ["ROOM", "ROOM_TOKEN", "VIEW_TOKEN", "ME", "TOKEN", "TASK", "VERSION"]) {
-      assert.ok(shell.vars.has(name), `an example sets $${name}`);
-    }
-    assert.match(shell.vars.get("ROOM_TOKEN")!, /^as_room_/);
-    assert.match(shell.vars.get("VIEW_TOKEN")!, /^as_view_/);
-    assert.match(shell.vars.get("TOKEN")!, /^as_agent_/);
-    assert.ok(shell.runs.length >= 25, `${shell.runs.length} curl examples ran`);
-    assert.ok(shell.runs.every((r) => r.url.startsWith(`${ORIGIN}/`)), "every URL starts at $BASE");
-    const expected = shell.runs.filter((r) => r.expect !== undefined).map((r) => r.status);
-    assert.deepEqual(expected, [409, 409], "the two examples marked → 409 are the failures");
-
-    // Each listing shows something: an example that waits out its `wait` demonstrates nothing.
-    for (const r of shell.runs.filter((r) => r.method === "GET")) {
-      const body = JSON.parse(r.text);
-      const list = Array.isArray(body) ? body : body.changes;
-      if (list) assert.ok(list.length > 0, `GET ${r.url} (line ${r.line}) returned an empty list`);
-    }
-
-    // What the examples did is really in the room: the task was claimed, done and answered.
-    const room = shell.vars.get("ROOM")!;
-    const token = shell.vars.get("ROOM_TOKEN")!;
-    const get = async (path: string) => {
-      const res = await fetch(
-        new Request(`${ORIGIN}/rooms/${room}${path}`, {
-          headers: { authorization: `Bearer ${token}` },
-        }),
-      );
-      return await res.json();
-    };
-    const thread = await get(`/messages?thread=${shell.vars.get("TASK")}`);
-    assert.deepEqual(thread.map((m: { kind: string }) => m.kind), ["task", "result"]);
-    assert.equal(thread[1].from_agent, "worker-1");
-    const plan = await get("/state?key=plan");
-    assert.deepEqual(plan.value.done, ["tokenizer", "parser"]);
-    assert.equal(plan.version, 3);
-    assert.equal((await get("/agents/worker-1")).status, "busy");
-  });
-}
-
-const HAVE_TOOLS = await new Deno.Command("bash", {
-  args: ["-c", "command -v curl && command -v jq"],
-  stdout: "null",
-  stderr: "null",
-}).output().then((r) => r.success, () => false);
-
-Deno.test({
-  name: "the examples run the same in real bash, curl and jq against a real server process",
-  ignore: !HAVE_TOOLS,
-  fn: async () => {
-    const dir = await Deno.makeTempDir();
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const port = (listener.addr as Deno.NetAddr).port;
-    listener.close();
-    const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
-    const server = new Deno.Command(Deno.execPath(), {
-      args: config.tasks.start.split(/\s+/).slice(1),
-      cwd: new URL("..", import.meta.url).pathname,
-      env: {
-        ...ENV,
-        PORT: String(port),
-        SYNC_HOST: "127.0.0.1",
-        SYNC_DB: `${dir}/db.sqlite`,
-        SYNC_RATE_LIMIT: "off",
-      },
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    try {
-      const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      for (let out = ""; !out.includes("listening");) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`server exited before listening: ${out}`);
-        out += value;
-      }
-      const res = await fetch(`http://127.0.0.1:${port}/SKILL.md`);
-      const doc = await res.text();
-      // Each curl also reports its status on stderr; stdout stays what the examples pipe.
-      const script = [
-        "set -eu",
-        `curl() { command curl -w '%{stderr}%{http_code} %{method}\\n' "$@"; }`,
-        ...codeBlocks(doc).filter((b) => b.lang === "sh").map((b) => b.text),
-      ].join("\n");
-      const bash = await new Deno.Command("bash", {
-        args: ["-c", script],
-        cwd: dir,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stderr = new TextDecoder().decode(bash.stderr);
-      assert.ok(bash.success, `bash failed: ${stderr}`);
-      const real = stderr.trim().split("\n").map((l) => l.split(" ").reverse().join(" "));
-
-      await using t = await makeApp("embedded", ENV);
-      const shell = await runExamples((await getDoc(t.app.service.fetch)).doc, t.app.service.fetch);
-      assert.deepEqual(real, shell.runs.map((r) => `${r.method} ${r.status}`));
-      assert.match(await Deno.readTextFile(`${dir}/me.json`), /"token":"as_agent_/);
-      await reader.cancel();
-    } finally {
-      server.kill();
-      await server.status;
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
-});
-
-Deno.test("the skill document's reference lists every route of the app and no other", async () => {
-  await using t = await makeApp("embedded", ENV);
-  const { doc } = await getDoc(t.app.service.fetch);
+function appRoutes(
+  t: { app: { service: { app: { routes: { method: string; path: string }[] } } } },
+) {
   // Middleware entries (method ALL, path /*) are not routes; `/`, `/SKILL.md` and `/health` are.
-  const routes = new Set(
+  return new Set(
     t.app.service.app.routes.filter((r) => r.method !== "ALL").map((r) => `${r.method} ${r.path}`),
   );
+}
+
+Deno.test("the full document's reference lists every route of the app and no other", async () => {
+  await using t = await makeApp("embedded", ENV);
+  const routes = appRoutes(t);
   assert.ok(routes.size >= 20, `the app has ${routes.size} routes`);
-  assert.deepEqual(routeProblems(doc, routes), []);
+  assert.deepEqual(
+    routeProblems((await getDoc(t.app.service.fetch, "/SKILL.md?full")).doc, routes),
+    [],
+  );
+  const short = (await getDoc(t.app.service.fetch)).doc;
+  assert.deepEqual([...namedRoutes(short)].filter((r) => !routes.has(r)), []);
+});
+
+Deno.test("the route table is made from a list of {method, path, summary}", () => {
+  const routes = [
+    { method: "GET", path: "/a", summary: "the a" },
+    { method: "DELETE", path: "/rooms/:id/b", summary: "delete b" },
+  ];
+  assert.equal(
+    routeTable(routes),
+    "```text\nGET    /a             the a\nDELETE /rooms/:id/b   delete b\n```",
+  );
+  const full = skillFull(ORIGIN, loadConfig({}), { routes });
+  assert.ok(full.includes(routeTable(routes)));
+  assert.doesNotMatch(full, /state\/batch {3}/);
+});
+
+Deno.test("the MCP set-up appears when the routes include POST /mcp, and fits in 10 KB", () => {
+  const config = loadConfig({});
+  assert.doesNotMatch(skillFull(ORIGIN, config), /\/mcp\b/);
+  const routes = [{ method: "POST", path: "/mcp", summary: "MCP" }];
+  const doc = skillDoc(ORIGIN, config, { routes });
+  assert.ok(
+    doc.includes(
+      `claude mcp add --transport http agent-sync "$BASE/mcp" --header "Authorization: Bearer $TOKEN"`,
+    ),
+  );
+  assert.ok(skillFull(ORIGIN, config, { routes }).includes("## MCP"));
+  assert.doesNotMatch(skillDoc(ORIGIN, config, { routes, mcp: false }), /## MCP/);
+  const open = skillDoc(ORIGIN, loadConfig({ SYNC_AUTH: "open" }), { routes });
+  assert.ok(open.includes(`agent-sync "$BASE/rooms/$ROOM/mcp?agent=$ME"\n`));
+  assert.doesNotMatch(open, /Bearer/);
 });
 
 Deno.test("every error code the skill document names is one the server sends, and vice versa", async () => {
   await using t = await makeApp("embedded", ENV);
-  const { doc } = await getDoc(t.app.service.fetch);
+  const { doc } = await getDoc(t.app.service.fetch, "/SKILL.md?full");
   const sources = await Promise.all(
-    ["main.ts", "http.ts", "feed.ts", "idempotency.ts"].map((f) =>
-      Deno.readTextFile(new URL(`../${f}`, import.meta.url))
-    ),
+    [
+      "main.ts",
+      "context.ts",
+      "operation.ts",
+      "http.ts",
+      "feed.ts",
+      "idempotency.ts",
+      "skill.ts",
+      ...ROUTE_FILES,
+    ].map((f) => Deno.readTextFile(new URL(`../${f}`, import.meta.url))),
   );
   const source = sources.join("\n");
-  const section = doc.slice(
-    doc.indexOf("**When things go wrong**"),
-    doc.search(/^## .*Reference/m),
-  );
+  const section = doc.slice(doc.indexOf("\n## Errors"), doc.search(/^## .*Reference/m));
   const rows = [...section.matchAll(/^\| (\d{3}) \| (.+?) \| .+ \|$/gm)];
   const named = new Set(
     rows.flatMap((row) => [...row[2].matchAll(/`([a-z_]+)`/g)].map((m) => m[1])),
@@ -310,18 +525,22 @@ Deno.test("every error code the skill document names is one the server sends, an
   for (const code of sent) assert.ok(named.has(code), `the document does not explain "${code}"`);
 });
 
-const MODES: { env: Record<string, string>; open: boolean; admin: boolean }[] = [
+const SERVER_MODES: { env: Record<string, string>; open: boolean; admin: boolean }[] = [
   { env: { SYNC_AUTH: "open" }, open: true, admin: false },
   { env: { SYNC_ADMIN_TOKEN: "x".repeat(32) }, open: false, admin: true },
   { env: {}, open: false, admin: false },
 ];
 
-for (const { env, open, admin } of MODES) {
+for (const { env, open, admin } of SERVER_MODES) {
   Deno.test(`the skill document says how this server runs (${JSON.stringify(env)})`, async () => {
     await using t = await makeApp("embedded", { ...ENV, ...env });
-    const { doc } = await getDoc(t.app.service.fetch);
-    assert.equal(doc.includes("This server runs in open mode"), open);
-    assert.equal(doc.includes("creating a room needs the operator's admin token"), admin);
+    for (const path of ["/SKILL.md", "/SKILL.md?full"]) {
+      const { doc } = await getDoc(t.app.service.fetch, path);
+      assert.equal(doc.includes("This server runs in open mode"), open);
+      assert.equal(doc.includes("creating a room needs the operator's admin token"), admin);
+      const code = codeBlocks(doc).map((b) => b.text).join("");
+      assert.equal(code.includes("Authorization"), !open, "open mode's examples send no token");
+    }
   });
 }
 
@@ -335,8 +554,8 @@ const BROKEN: { name: string; from: string; to: string; error: RegExp }[] = [
   },
   {
     name: "a body field the server does not know",
-    from: '"done":[]},"if_version":0}',
-    to: '"done":[]},"expected_version":0}',
+    from: `"done":["tokenizer"]},"if_version":'"$VERSION"'}`,
+    to: `"done":["tokenizer"]},"expected_version":'"$VERSION"'}`,
     error: /answered 400.*did you mean/,
   },
   {
@@ -347,8 +566,8 @@ const BROKEN: { name: string; from: string; to: string; error: RegExp }[] = [
   },
   {
     name: "a failure marked with the wrong status",
-    from: "# → 409\ncurl -s -X PUT",
-    to: "# → 412\ncurl -s -X PUT",
+    from: "# → 409\ncurl -s -w '\\n' -X PUT",
+    to: "# → 412\ncurl -s -w '\\n' -X PUT",
     error: /answered 409, expected 412/,
   },
   {
@@ -359,9 +578,15 @@ const BROKEN: { name: string; from: string; to: string; error: RegExp }[] = [
   },
   {
     name: "a jq path to a field the response lacks",
-    from: "jq -r .view_token room.json",
-    to: "jq -r .viewToken room.json",
-    error: /produced "null"/,
+    from: '"VIEW_TOKEN=\\(.view_token)"',
+    to: '"VIEW_TOKEN=\\(.viewToken)"',
+    error: /sync\.env holds "VIEW_TOKEN=null"/,
+  },
+  {
+    name: "a compare-and-set that turns a missing key into null",
+    from: "VERSION=$(jq -r '.version // 0' plan.json)",
+    to: "VERSION=$(jq -r .version plan.json)",
+    error: /VERSION=\$\(…\) produced "null"/,
   },
   {
     name: "a variable no example sets",
@@ -371,52 +596,66 @@ const BROKEN: { name: string; from: string; to: string; error: RegExp }[] = [
   },
   {
     name: "an example without its token",
-    from: '"$BASE/rooms/$ROOM/changes?after=$NEXT&wait=25" -H "Authorization: Bearer $TOKEN"',
-    to: '"$BASE/rooms/$ROOM/changes?after=$NEXT&wait=25"',
+    from: '"$BASE/rooms/$ROOM/changes?after=${NEXT:-0}&wait=25" -H "Authorization: Bearer $TOKEN"',
+    to: '"$BASE/rooms/$ROOM/changes?after=${NEXT:-0}&wait=25"',
     error: /answered 401/,
   },
   {
     name: "a write with the read-only view token",
-    from: '"$BASE/rooms/$ROOM/agents" -H "Authorization: Bearer $ROOM_TOKEN"',
-    to: '"$BASE/rooms/$ROOM/agents" -H "Authorization: Bearer $VIEW_TOKEN"',
+    from:
+      `"Authorization: Bearer $ROOM_TOKEN" -H 'Content-Type: application/json' -d '{"id":"'"$ME"'"`,
+    to:
+      `"Authorization: Bearer $VIEW_TOKEN" -H 'Content-Type: application/json' -d '{"id":"'"$ME"'"`,
     error: /answered 403/,
   },
   {
+    name: "an example the lead runs with a worker's id",
+    from:
+      `agents/$ME" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"status":"idle"`,
+    to:
+      `agents/worker-1" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"status":"idle"`,
+    error: /run by the lead: .* PATCH \S+\/agents\/worker-1 answered 403/,
+  },
+  {
     name: "a URL a real shell would glob",
-    from: 'curl -s "$BASE/rooms/$ROOM/state?scope=_shared"',
-    to: "curl -s $BASE/rooms/$ROOM/state?scope=_shared",
+    from: `curl -s -w '\\n' "$BASE/rooms/$ROOM/state?scope=_shared"`,
+    to: `curl -s -w '\\n' $BASE/rooms/$ROOM/state?scope=_shared`,
     error: /unquoted "\?"/,
   },
   {
+    name: "two answers printed on one line",
+    from: `curl -s -w '\\n' "$BASE/rooms/$ROOM/messages/$TASK"`,
+    to: `curl -s "$BASE/rooms/$ROOM/messages/$TASK"`,
+    error: /output line is not one JSON answer/,
+  },
+  {
     name: "a sample response with a field the server does not send",
-    from: '"expires_at":"2025-01-01T12:11:00.000Z"},"rev":8}',
-    to: '"expiry":"2025-01-01T12:11:00.000Z"},"rev":8}',
-    error: /claim\.expiry: missing from the response/,
+    from: '{"scope":"worker-1","key":"progress","version":1}',
+    to: '{"scope":"worker-1","key":"progress","versions":1}',
+    error: /results\[2\]: no element of the response has this shape/,
   },
   {
     name: "a sample response with the wrong error code",
-    from: '{"error":"already_claimed"',
-    to: '{"error":"claim_conflict"',
-    error: /\$\.error: "already_claimed", not "claim_conflict"/,
+    from: '{"error":"forbidden"',
+    to: '{"error":"not_allowed"',
+    error: /\$\.error: "forbidden", not "not_allowed"/,
   },
 ];
 
 for (const { name, from, to, error } of BROKEN) {
-  Deno.test(`a skill document with ${name} fails the example check`, async () => {
+  Deno.test(`a skill document with ${name} fails the walkthrough`, async () => {
     await using good = await makeApp("embedded", ENV);
-    const { doc } = await getDoc(good.app.service.fetch);
+    const { doc } = await getDoc(good.app.service.fetch, "/SKILL.md?full");
     assert.equal(doc.split(from).length, 2, `the document holds ${JSON.stringify(from)} once`);
     await using t = await makeApp("embedded", ENV);
-    await assert.rejects(runExamples(doc.replace(from, to), t.app.service.fetch), error);
+    await assert.rejects(checkDoc(doc.replace(from, to), t.app.service.fetch), error);
   });
 }
 
 Deno.test("a skill document missing a route or naming a wrong one fails the route check", async () => {
   await using t = await makeApp("embedded", ENV);
-  const { doc } = await getDoc(t.app.service.fetch);
-  const routes = new Set(
-    t.app.service.app.routes.filter((r) => r.method !== "ALL").map((r) => `${r.method} ${r.path}`),
-  );
+  const { doc } = await getDoc(t.app.service.fetch, "/SKILL.md?full");
+  const routes = appRoutes(t);
   const line = /^PUT {4}\/rooms\/:id\/state\/batch .*\n/m;
   assert.match(doc, line);
   assert.deepEqual(routeProblems(doc.replace(line, ""), routes), [
@@ -426,62 +665,4 @@ Deno.test("a skill document missing a route or naming a wrong one fails the rout
     routeProblems(doc.replace("GET    /rooms/:id/changes", "GET    /rooms/:id/events"), routes),
     ["missing: GET /rooms/:id/changes", "no such route: GET /rooms/:id/events"],
   );
-});
-
-const WORDS: { name: string; text: string; vars?: Record<string, string>; words: string[] }[] = [
-  { name: "plain words", text: "curl -s -X POST", words: ["curl", "-s", "-X", "POST"] },
-  { name: "single quotes keep $ and \\", text: `echo '$A \\n'`, words: ["echo", "$A \\n"] },
-  { name: "double quotes expand", text: `echo "$A/x"`, vars: { A: "1" }, words: ["echo", "1/x"] },
-  { name: "escapes in double quotes", text: `echo "a\\"b\\$A"`, words: ["echo", 'a"b$A'] },
-  {
-    name: "spliced quotes",
-    text: `-d '{"v":'"$V"'}'`,
-    vars: { V: "7" },
-    words: ["-d", '{"v":7}'],
-  },
-  { name: "line continuations", text: "curl \\\n  -s \\\n  x", words: ["curl", "-s", "x"] },
-  { name: "an empty quoted word", text: "echo '' x", words: ["echo", "", "x"] },
-];
-
-for (const { name, text, vars, words } of WORDS) {
-  Deno.test(`the example shell reads ${name} as bash does`, () => {
-    const shell = new Shell(() => new Response());
-    for (const [k, v] of Object.entries(vars ?? {})) shell.vars.set(k, v);
-    const [cmd, ...more] = parseBlock(text);
-    assert.equal(more.length, 0);
-    assert.deepEqual(cmd.tokens.map((t) => "op" in t ? t.op : shell.expand(t.segs)), words);
-  });
-}
-
-Deno.test("the example shell splits commands, substitutions and expected statuses", () => {
-  const cmds = parseBlock("A=1\n# → 409\nX=$(curl -s \"u\" | jq -r '.[0].id')\ncurl u > f.json\n");
-  assert.deepEqual(cmds.map((c) => [c.line, c.expect, c.tokens.length]), [
-    [1, undefined, 1],
-    [3, 409, 10],
-    [4, undefined, 4],
-  ]);
-});
-
-for (
-  const [text, error] of [
-    ["curl 'x", /unterminated single quote/],
-    ['echo "done!"', /unsupported ! inside double quotes/],
-    ["curl x?a=1", /unquoted "\?"/],
-    ["a && b", /unquoted "&"/],
-    ["X=$(curl x", /unterminated \$\(/],
-  ] as const
-) {
-  Deno.test(`the example shell refuses ${JSON.stringify(text)}`, () => {
-    assert.throws(() => parseBlock(text), error);
-  });
-}
-
-Deno.test("the example jq evaluates paths and alternatives as jq -r does", () => {
-  const input = { id: 3, a: [{ id: 1 }, { id: 2 }], n: null };
-  assert.equal(jqFilter(".id", input), 3);
-  assert.equal(jqFilter(".a[-1].id", input), 2);
-  assert.equal(jqFilter(".[0].id", input.a), 1);
-  assert.equal(jqFilter(".[-1].id // 5", []), 5);
-  assert.equal(jqFilter(".n", input), null);
-  assert.throws(() => jqFilter(".a[] | .id", input), /unsupported jq/);
 });
