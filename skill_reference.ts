@@ -375,7 +375,7 @@ never has an \`error\` field.
 | 409 | \`agent_exists\` | the id is taken: pick another, or re-register with your own agent token |
 | 409 | \`room_exists\` | join with the room's token, or choose another room id |
 | 409 | \`room_full\` | the room's agent or key limit is reached: delete keys nobody needs |
-| 409 | \`idempotency_in_progress\` | the first request with this key is still running: retry in a second |
+| 409 | \`idempotency_in_progress\` | rare: a request with this key was answered and then forgotten (its room deleted): retry it |
 | 410 | \`cursor_expired\` | old messages were removed: on \`/messages\` resume with \`after=\` the error's \`trimmed_rev\`; on \`/changes\` start again from \`after=0\` |
 | 413 | \`payload_too_large\`, \`value_too_large\` | send less: keep big data elsewhere and link to it |
 | 415 | \`unsupported_media_type\` | send \`Content-Type: application/json\` |
