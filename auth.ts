@@ -73,3 +73,34 @@ export class RateLimiter {
     for (const [k, b] of this.#buckets) if (nowMs - b.at > full) this.#buckets.delete(k);
   }
 }
+
+/**
+ * The (token hash, room) pairs that authenticated, newest kept: a token counts as its own client
+ * only on a room it opened. Bounded; the oldest pairs are forgotten first.
+ */
+export class AuthenticatedPairs {
+  #pairs = new Set<string>();
+  constructor(readonly max = 100_000) {}
+
+  has(token: string, roomId: string): boolean {
+    return this.#pairs.has(`${sha256(token)}\n${roomId}`);
+  }
+
+  add(token: string, roomId: string) {
+    const pair = `${sha256(token)}\n${roomId}`;
+    if (this.#pairs.has(pair)) return;
+    if (this.#pairs.size >= this.max) this.#pairs.delete(this.#pairs.values().next().value!);
+    this.#pairs.add(pair);
+  }
+}
+
+/** The room id a path names (`/rooms/:id…`), decoded and normalised as ids are, or null. */
+export function roomOfPath(path: string): string | null {
+  const raw = /^\/rooms\/([^/]+)/.exec(path)?.[1];
+  if (raw === undefined) return null;
+  try {
+    return decodeURIComponent(raw).normalize("NFC");
+  } catch {
+    return null;
+  }
+}

@@ -16,8 +16,13 @@ export class Waiters {
   #rooms = new Map<string, Set<Waiter>>();
   /** The newest revision notified per room, for a wait that starts just after a write. */
   #latest = new Map<string, number>();
-  #perClient = new Map<string, number>();
+  #held = {
+    client: new Map<string, number>(),
+    room: new Map<string, number>(),
+    address: new Map<string, number>(),
+  };
   #total = 0;
+  #closed = false;
   #timer: ReturnType<typeof setInterval> | undefined;
   #polling = false;
 
@@ -26,10 +31,17 @@ export class Waiters {
     readonly pollMs: number,
     readonly maxTotal: number,
     readonly maxPerClient: number,
+    readonly maxPerRoom = Infinity,
+    readonly maxPerAddress = Infinity,
   ) {}
 
   get size(): number {
     return this.#total;
+  }
+
+  /** True once `close` ran: waits end at once, so a server can stop. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** A write in this process reached revision `rev` of the room. */
@@ -45,7 +57,8 @@ export class Waiters {
 
   /**
    * Resolves with the revision that passed `after`, or with null when `ms` pass or `signal`
-   * aborts first. Throws 429 when the client or the server holds too many waits already.
+   * aborts first. Throws 429 when the client, its address, the room or the server holds too many
+   * waits already, so that no one of them can take every slot.
    */
   wait(
     roomId: string,
@@ -53,22 +66,31 @@ export class Waiters {
     ms: number,
     client: string,
     signal?: AbortSignal,
+    address = client,
   ): Promise<number | null> {
     const latest = this.#latest.get(roomId) ?? 0;
     if (latest > after) return Promise.resolve(latest);
-    const mine = this.#perClient.get(client) ?? 0;
-    if (this.#total >= this.maxTotal || mine >= this.maxPerClient) {
-      const who = mine >= this.maxPerClient ? "this client" : "the server";
+    if (this.#closed) return Promise.resolve(null);
+    const keys = { client, room: roomId, address };
+    const full = ([
+      ["client", "this client", this.maxPerClient, "SYNC_MAX_WAITS_PER_CLIENT"],
+      ["room", "this room", this.maxPerRoom, "SYNC_MAX_WAITS_PER_ROOM"],
+      ["address", "this address", this.maxPerAddress, "SYNC_MAX_WAITS_PER_ADDRESS"],
+    ] as const).find(([kind, , max]) => (this.#held[kind].get(keys[kind]) ?? 0) >= max) ??
+      (this.#total >= this.maxTotal
+        ? [null, "the server", this.maxTotal, "SYNC_MAX_WAITS"] as const
+        : null);
+    if (full) {
+      const [, who, max, setting] = full;
       throw new HttpError(
         429,
         "too_many_waits",
-        `Too many waiting requests for ${who}: retry without wait, or after one returns`,
-        { max_waits: mine >= this.maxPerClient ? this.maxPerClient : this.maxTotal },
+        `Too many waiting requests for ${who} (at most ${max}, ${setting}): retry without wait, or after one returns`,
+        { max_waits: max },
         { "Retry-After": "1" },
       );
     }
-    this.#total++;
-    this.#perClient.set(client, mine + 1);
+    this.#count(keys, 1);
     return new Promise<number | null>((resolve) => {
       let set = this.#rooms.get(roomId);
       if (!set) this.#rooms.set(roomId, set = new Set());
@@ -77,10 +99,7 @@ export class Waiters {
         signal?.removeEventListener("abort", stop);
         if (!set.delete(waiter)) return;
         if (set.size === 0) this.#rooms.delete(roomId);
-        this.#total--;
-        const left = (this.#perClient.get(client) ?? 1) - 1;
-        if (left > 0) this.#perClient.set(client, left);
-        else this.#perClient.delete(client);
+        this.#count(keys, -1);
         if (this.#total === 0) this.#stopPolling();
         resolve(rev);
       };
@@ -93,8 +112,19 @@ export class Waiters {
     });
   }
 
+  #count(keys: { client: string; room: string; address: string }, delta: 1 | -1) {
+    this.#total += delta;
+    for (const kind of ["client", "room", "address"] as const) {
+      const map = this.#held[kind];
+      const n = (map.get(keys[kind]) ?? 0) + delta;
+      if (n > 0) map.set(keys[kind], n);
+      else map.delete(keys[kind]);
+    }
+  }
+
   /** Answers every held request now and stops polling, for shutdown. */
   close() {
+    this.#closed = true;
     for (const set of this.#rooms.values()) for (const w of [...set]) w.wake(null);
     this.#stopPolling();
   }

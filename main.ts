@@ -1,7 +1,15 @@
 // The agent-sync HTTP API: one Hono app with every route; `deno task start` serves it, Val Town imports it.
 import { type Context, Hono } from "npm:hono@^4.13.19";
 import { z } from "npm:zod@^4.6.7";
-import { mintToken, RateLimiter, safeEqual, sha256, tokenKind } from "./auth.ts";
+import {
+  AuthenticatedPairs,
+  mintToken,
+  RateLimiter,
+  roomOfPath,
+  safeEqual,
+  sha256,
+  tokenKind,
+} from "./auth.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { dashboardPage, landingPage } from "./dashboard.ts";
 import { type Db, openDb } from "./db.ts";
@@ -10,16 +18,22 @@ import { idempotency } from "./idempotency.ts";
 import {
   check,
   checkSize,
+  checkWriteBody,
+  corsHeaders,
   errorBody,
   HttpError,
   idSchema,
   json,
+  preflight,
+  publicOrigin,
   queryInt,
   readJson,
   readText,
+  storageError,
   textSchema,
 } from "./http.ts";
 import * as q from "./schema.ts";
+import { serve } from "./serve.ts";
 import { skillDoc } from "./skill.ts";
 
 /** Who a request acts as, once its token is checked against the room. */
@@ -51,6 +65,7 @@ export interface Service {
 }
 
 const SHARED = "_shared";
+const WRITES = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 /** Builds the service for a configuration; the module's default export serves the environment's. */
@@ -65,7 +80,14 @@ export function createService(config: Config = loadConfig()): Service {
       dbPromise = undefined; // the next request tries again
       throw err;
     });
-  const waiters = new Waiters(db, config.wakePollMs, config.maxWaits, config.maxWaitsPerClient);
+  const waiters = new Waiters(
+    db,
+    config.wakePollMs,
+    config.maxWaits,
+    config.maxWaitsPerClient,
+    config.maxWaitsPerRoom,
+    config.maxWaitsPerAddress,
+  );
   const limiter = config.rateLimit === null
     ? null
     : new RateLimiter(config.rateBurst, config.rateLimit / 60);
@@ -74,7 +96,7 @@ export function createService(config: Config = loadConfig()): Service {
     : new RateLimiter(config.rateBurst, config.rateLimit / 60);
   const roomLimiter = new RateLimiter(config.roomsPerHour, config.roomsPerHour / 3600);
   const seen = new Map<string, number>();
-  const goodTokens = new Set<string>();
+  const authenticated = new AuthenticatedPairs();
   /** Messages posted per room since this process last trimmed it. */
   const sinceTrim = new Map<string, number>();
   const trimEvery = Math.max(1, Math.min(256, Math.floor(config.maxMessages / 16)));
@@ -293,8 +315,11 @@ export function createService(config: Config = loadConfig()): Service {
     while (true) {
       const found = await read();
       const left = deadline - Date.now();
-      if (found.length > 0 || left <= 0 || c.req.raw.signal.aborted) return found;
-      const woke = await waiters.wait(room.id, rev, left, c.get("client"), c.req.raw.signal);
+      if (found.length > 0 || left <= 0 || c.req.raw.signal.aborted || waiters.closed) {
+        return found;
+      }
+      const { signal } = c.req.raw;
+      const woke = await waiters.wait(room.id, rev, left, c.get("client"), signal, c.get("ip"));
       if (woke === ROOM_GONE) throw noRoom(room.id);
       if (woke !== null) rev = woke;
     }
@@ -318,7 +343,7 @@ export function createService(config: Config = loadConfig()): Service {
         `Invalid ${name} "${value}": ${r.error.issues[0].message}`,
       );
     }
-    return value;
+    return r.data as string;
   }
 
   function messageId(c: Context<Env>): number {
@@ -372,17 +397,18 @@ export function createService(config: Config = loadConfig()): Service {
     c.set("client", client);
     c.set("ip", ip);
     const origin = c.req.header("origin");
-    const cors: Record<string, string> = origin
-      ? {
-        "Access-Control-Allow-Origin": "*",
-        "Access-Control-Expose-Headers":
-          "Retry-After, RateLimit, RateLimit-Policy, Idempotent-Replayed",
-      }
-      : {};
+    const cors = corsHeaders(origin, config.corsOrigins);
+    // A token spends its own budget only on a room it authenticated on; until then, its failures
+    // are charged to its address, and once those run out its address is refused.
+    const roomId = roomOfPath(c.req.path);
+    const known = token !== undefined && client.startsWith("t:") &&
+      (isAdmin(token) || roomId !== null && authenticated.has(token, roomId));
     if (limiter) {
-      // Tokens that opened nothing spend their address's budget of failures, so inventing a
-      // new token for each request does not escape the limit; tokens that worked never do.
-      const r = token && !goodTokens.has(token) && !failures!.has(ip)
+      const r = !token || known
+        ? limiter.take(client)
+        : roomId === null
+        ? limiter.take(`ip:${ip}`)
+        : !failures!.has(ip)
         ? failures!.take(ip)
         : limiter.take(client);
       if (!r.ok) {
@@ -402,32 +428,31 @@ export function createService(config: Config = loadConfig()): Service {
         );
       }
     }
-    if (origin && c.req.method === "OPTIONS") {
-      return c.body(null, 204, {
-        "Access-Control-Allow-Origin": "*",
-        "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-        "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
-        "Access-Control-Max-Age": "86400",
+    if (origin && c.req.method === "OPTIONS") return preflight(origin, cors);
+    if (WRITES.has(c.req.method)) {
+      await checkWriteBody(c.req.raw, config.maxBodyBytes, config.bodyTimeoutMs).catch((err) => {
+        if (err instanceof HttpError) Object.assign(err.headers, cors);
+        throw err;
       });
     }
     c.set("db", await db());
     await next();
-    if (limiter && token) {
-      if (c.res.status < 400 && !goodTokens.has(token)) {
-        if (goodTokens.size > 100_000) goodTokens.clear();
-        goodTokens.add(token);
-      }
+    // Every route under /rooms/:id authenticates before it can answer below 400.
+    if (token && !known && roomId !== null && c.res.status < 400) {
+      authenticated.add(token, roomId);
     }
-    for (const [name, value] of Object.entries(cors)) c.res.headers.set(name, value);
+    for (const [name, value] of Object.entries(cors)) {
+      if (name === "Vary") c.res.headers.append(name, value);
+      else c.res.headers.set(name, value);
+    }
     if (Date.now() - lastSweep > 60_000) sweep().catch((err) => console.error("sweep:", err));
   });
 
   app.use("*", idempotency(config.maxBodyBytes));
 
   app.onError((err, c) => {
-    if (err instanceof HttpError) {
-      return c.json(errorBody(err), err.status, err.headers);
-    }
+    const known = err instanceof HttpError ? err : storageError(err);
+    if (known) return c.json(errorBody(known), known.status, known.headers);
     console.error(err);
     return c.json({
       error: "internal_error",
@@ -476,10 +501,13 @@ export function createService(config: Config = loadConfig()): Service {
     if ((c.req.header("accept") ?? "").includes("text/html")) return landingPage(c, config);
     return skill(c);
   });
-  const skill = (c: Context<Env>) =>
-    c.body(skillDoc(new URL(c.req.url).origin, config), 200, {
+  const skill = (c: Context<Env>) => {
+    const { base, headers } = publicOrigin(c, config);
+    return c.body(skillDoc(base, config), 200, {
       "Content-Type": "text/markdown; charset=utf-8",
+      ...headers,
     });
+  };
   app.get("/SKILL.md", skill);
   app.get("/health", (c) => c.json({ ok: true, auth: config.auth }));
 
@@ -492,15 +520,17 @@ export function createService(config: Config = loadConfig()): Service {
   app.post("/rooms", async (c) => {
     const token = open ? null : bearer(c);
     const admin = isAdmin(token);
-    if (!open && config.adminToken !== null && !admin) {
-      throw new HttpError(
+    // A locked server still lets a room's own token join it; anything else needs the admin token.
+    const locked = !open && config.adminToken !== null && !admin;
+    const adminOnly = () =>
+      new HttpError(
         401,
         "unauthorized",
         "Creating rooms on this server needs the admin token (SYNC_ADMIN_TOKEN)",
         {},
         { "WWW-Authenticate": 'Bearer realm="agent-sync"' },
       );
-    }
+    if (locked && token === null) throw adminOnly();
     // Every field is optional, so an empty body is an empty object.
     const b = await hasBody(c) ? await body(c, createRoomBody) : {};
     checkSize("meta", b.meta ?? null, config.maxValueBytes);
@@ -510,12 +540,13 @@ export function createService(config: Config = loadConfig()): Service {
     if (existing) {
       if (!open) {
         await access(c, roomId).catch(() => {
-          throw roomExists(roomId);
+          throw locked ? adminOnly() : roomExists(roomId);
         });
       }
       const { id: rid, created_at, meta, rev } = existing;
       return c.json({ id: rid, created_at, meta, rev }, 200);
     }
+    if (locked) throw adminOnly();
     if (!admin) {
       const r = roomLimiter.take(c.get("ip"));
       if (!r.ok && config.rateLimit !== null) {
@@ -1109,21 +1140,5 @@ const service = createService();
 export default service.fetch;
 
 if (import.meta.main) {
-  const port = Number(Deno.env.get("PORT") ?? 8000);
-  const hostname = Deno.env.get("SYNC_HOST") ?? "0.0.0.0";
-  const d = await service.db();
-  const config = loadConfig();
-  const mode = config.auth === "open"
-    ? "OPEN (no tokens: every room readable and writable by anyone who can reach this server)"
-    : config.adminToken
-    ? "token (room creation needs SYNC_ADMIN_TOKEN)"
-    : "token";
-  Deno.serve({
-    port,
-    hostname,
-    onListen: ({ port }) =>
-      console.log(
-        `agent-sync listening on http://localhost:${port}  auth: ${mode}  db: ${d.driver}`,
-      ),
-  }, service.fetch);
+  await serve(service, loadConfig(), Number(Deno.env.get("PORT") ?? 8000));
 }
