@@ -51,6 +51,12 @@ export class RateLimiter {
     return { ok: false, remaining: 0, retryAfter: Math.ceil((1 - b.tokens) / this.perSecond) };
   }
 
+  /** Gives back what one `take` spent, for a request that turned out not to owe it. */
+  refund(key: string) {
+    const b = this.#buckets.get(key);
+    if (b) b.tokens = Math.min(this.capacity, b.tokens + 1);
+  }
+
   /** Whether `take` would succeed now, without spending anything. */
   has(key: string, nowMs = Date.now()): boolean {
     return this.#refill(key, nowMs).tokens >= 1;

@@ -217,12 +217,8 @@ export function createService(config: Config = loadConfig()): Service {
     throw refused(c, roomId);
   }
 
-  /**
-   * The answer to a token that opens nothing here; it spends its address's failure budget, so
-   * inventing a new token for each request does not escape the rate limit.
-   */
-  function refused(c: Context<Env>, roomId: string): HttpError {
-    failures?.take(c.get("ip"));
+  /** The answer to a token that opens nothing here (its address paid for it in the middleware). */
+  function refused(_c: Context<Env>, roomId: string): HttpError {
     return noRoom(roomId);
   }
 
@@ -398,19 +394,20 @@ export function createService(config: Config = loadConfig()): Service {
     c.set("ip", ip);
     const origin = c.req.header("origin");
     const cors = corsHeaders(origin, config.corsOrigins);
-    // A token spends its own budget only on a room it authenticated on; until then, its failures
-    // are charged to its address, and once those run out its address is refused.
+    // A token spends its own budget only on a room it authenticated on. Until then each request
+    // spends one of its address's failures, given back when the token authenticates, so
+    // inventing tokens (or reusing one that only ever opened /health) gains nothing.
     const roomId = roomOfPath(c.req.path);
     const known = token !== undefined && client.startsWith("t:") &&
       (isAdmin(token) || roomId !== null && authenticated.has(token, roomId));
+    const unproven = limiter !== null && token !== undefined && !known && roomId !== null;
     if (limiter) {
-      const r = !token || known
+      let r = !token || known
         ? limiter.take(client)
         : roomId === null
         ? limiter.take(`ip:${ip}`)
-        : !failures!.has(ip)
-        ? failures!.take(ip)
-        : limiter.take(client);
+        : failures!.take(ip);
+      if (r.ok && unproven) r = limiter.take(client);
       if (!r.ok) {
         throw new HttpError(
           429,
@@ -440,6 +437,7 @@ export function createService(config: Config = loadConfig()): Service {
     // Every route under /rooms/:id authenticates before it can answer below 400.
     if (token && !known && roomId !== null && c.res.status < 400) {
       authenticated.add(token, roomId);
+      if (unproven) failures!.refund(ip);
     }
     for (const [name, value] of Object.entries(cors)) {
       if (name === "Vary") c.res.headers.append(name, value);
