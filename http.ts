@@ -170,6 +170,8 @@ export function check<T extends z.ZodType>(
 }
 
 const bodies = new WeakMap<Request, string>();
+/** Requests whose body was given up on: their read failing later is no news. */
+const abandoned = new WeakSet<Request>();
 
 /**
  * Reads the request body as UTF-8 text, at most `maxBytes`, chunked or not; read once, kept.
@@ -215,7 +217,9 @@ async function readBytes(req: Request, maxBytes: number, declared: number): Prom
   } catch (err) {
     if (err instanceof HttpError) throw err;
     // The client went away mid-upload: nobody is left to read an answer, so one line will do.
-    console.warn(`request body aborted: ${req.method} ${new URL(req.url).pathname}: ${err}`);
+    if (!abandoned.has(req)) {
+      console.warn(`request body aborted: ${req.method} ${new URL(req.url).pathname}: ${err}`);
+    }
     throw new HttpError(
       400,
       "invalid_body",
@@ -227,8 +231,9 @@ async function readBytes(req: Request, maxBytes: number, declared: number): Prom
 async function withDeadline<T>(work: Promise<T>, ms: number, req: Request): Promise<T> {
   if (!(ms > 0)) return await work;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
+  const overdue = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
+      abandoned.add(req);
       req.body?.cancel().catch(() => {}); // a locked stream refuses; the closed connection ends it
       reject(
         new HttpError(
@@ -236,13 +241,12 @@ async function withDeadline<T>(work: Promise<T>, ms: number, req: Request): Prom
           "request_timeout",
           `Request body did not arrive within ${ms} ms (SYNC_BODY_TIMEOUT_MS): send it at once`,
           { timeout_ms: ms },
-          { Connection: "close" },
         ),
       );
     }, ms);
   });
   try {
-    return await Promise.race([work, late]);
+    return await Promise.race([work, overdue]);
   } finally {
     clearTimeout(timer);
   }

@@ -206,3 +206,34 @@ test("an upload aborted mid-body logs one line, not a 500 with a stack", async (
   assert.match(lines[0], /request body aborted: POST \/rooms\/[^/]+\/messages/);
   assert.doesNotMatch(server.err(), /Internal error|\n\s+at /);
 });
+
+test("a body sent too slowly over a real connection is answered 408", async (dir) => {
+  const server = await start({
+    SYNC_DB: `${dir}/sync.db`,
+    SYNC_HOST: "127.0.0.1",
+    SYNC_BODY_TIMEOUT_MS: "300",
+  });
+  try {
+    const room = await post(`${server.url}/rooms`, "", {});
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: Number(new URL(server.url).port),
+    });
+    await conn.write(new TextEncoder().encode(
+      `POST /rooms/${room.body.id}/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${room.body.token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"bo`,
+    ));
+    let answer = "";
+    const buf = new Uint8Array(4096);
+    for (let n; !answer.endsWith("}") && (n = await conn.read(buf)) !== null;) {
+      answer += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    conn.close();
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+    assert.match(answer, /\r\nconnection: close\r\n/i, "the client is told not to reuse it");
+    assert.match(answer, /"error":"request_timeout"/);
+  } finally {
+    server.process.kill("SIGTERM");
+    await server.exited;
+  }
+  assert.equal(server.err(), "", "a timeout is an answer, not a log line");
+});
