@@ -470,3 +470,14 @@ export function publicOrigin(
   }
   return { base, headers: { "Cache-Control": "no-store", "Vary": vary } };
 }
+
+/** The answer to a request that arrives while the server stops. */
+export function stoppingError(): HttpError {
+  return new HttpError(
+    503,
+    "server_stopping",
+    "The server is stopping: retry in a moment",
+    { retry_after: 1 },
+    { "Retry-After": "1" },
+  );
+}

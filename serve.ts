@@ -1,6 +1,7 @@
 // `deno task start`: bind, the startup line, a clear exit on a bad database, a graceful stop.
 import type { Config } from "./config.ts";
 import type { Db } from "./db.ts";
+import { errorBody, stoppingError } from "./http.ts";
 import type { Service } from "./main.ts";
 
 /** How long a stop may take before the process exits anyway. */
@@ -31,9 +32,25 @@ export async function serve(service: Service, config: Config, port: number) {
         `agent-sync listening on http://${host}:${port}  auth: ${mode}  db: ${d.driver}`,
       );
     },
-  }, service.fetch);
+  }, handle);
 
+  // Deno's server.shutdown() cuts off request bodies still arriving, so the requests in flight
+  // are let finish first; requests that come meanwhile are turned away at once.
   let stopping = false;
+  let inFlight = 0;
+  let drained = () => {};
+  async function handle(req: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
+    if (stopping) {
+      const err = stoppingError();
+      return Response.json(errorBody(err), { status: err.status, headers: err.headers });
+    }
+    inFlight++;
+    try {
+      return await service.fetch(req, info);
+    } finally {
+      if (--inFlight === 0) drained();
+    }
+  }
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -43,7 +60,8 @@ export async function serve(service: Service, config: Config, port: number) {
       Deno.exit(1);
     }, STOP_MS);
     service.waiters.close(); // held waits answer with what there is now
-    await server.shutdown(); // no new connections; requests in flight finish
+    if (inFlight > 0) await new Promise<void>((resolve) => drained = resolve);
+    await server.shutdown(); // closes the listener and idle connections
     await service.close();
     clearTimeout(force);
     console.log("agent-sync: stopped");

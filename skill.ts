@@ -360,7 +360,7 @@ curl -s -X POST "$BASE/rooms/$ROOM/messages" -H "Authorization: Bearer $TOKEN" -
 | 422 | \`idempotency_key_reused\` | a different request needs a new \`Idempotency-Key\` |
 | 429 | \`rate_limited\`, \`too_many_waits\` | wait \`retry_after\` seconds (also the \`Retry-After\` header; 1 if absent), then retry |
 | 500 | \`internal_error\` | a bug in the server: retry later, and tell a human |
-| 503 | \`database_busy\` | the database is busy; nothing was written: retry after \`Retry-After\` seconds |
+| 503 | \`database_busy\`, \`server_stopping\` | the database is busy or the server is restarting; nothing was written: retry after \`Retry-After\` seconds |
 | 507 | \`insufficient_storage\` | the server's disk is full; nothing was written: retry later, and tell a human |
 
 ## 6. Reference
