@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { mintToken } from "../auth.ts";
 import { loadConfig } from "../config.ts";
+import { storageFault } from "../db.ts";
 import { appTest, type TestApp } from "./helpers.ts";
 
 const RATED = { SYNC_RATE_LIMIT: "600", SYNC_RATE_BURST: "50" };
@@ -343,6 +344,24 @@ function driverError(driver: string, fault: "full" | "busy"): Error {
     rawCode: fault === "full" ? 13 : 5,
   });
 }
+
+Deno.test("storage faults are recognized in every shape the drivers throw", () => {
+  const cases: [unknown, "full" | "busy" | null][] = [
+    [Object.assign(new Error("database or disk is full"), { code: "ERR_SQLITE_ERROR" }), "full"],
+    [Object.assign(new Error("database is locked"), { code: "ERR_SQLITE_ERROR" }), "busy"],
+    [Object.assign(new Error("database table is locked"), { code: "ERR_SQLITE_ERROR" }), "busy"],
+    [Object.assign(new Error("x"), { code: "ERR_SQLITE_ERROR", errcode: 13 }), "full"],
+    [Object.assign(new Error("x"), { code: "ERR_SQLITE_ERROR", errcode: 517 }), "busy"],
+    [driverError("libsql", "full"), "full"],
+    [driverError("libsql", "busy"), "busy"],
+    [Object.assign(new Error("x"), { code: "SQLITE_BUSY_SNAPSHOT", rawCode: 517 }), "busy"],
+    [Object.assign(new Error("SQLITE_CONSTRAINT: UNIQUE"), { code: "SQLITE_CONSTRAINT" }), null],
+    [new Error("no such table: rooms"), null],
+    ["database is locked", null],
+    [null, null],
+  ];
+  for (const [err, want] of cases) assert.equal(storageFault(err), want, String(err));
+});
 
 appTest("a full disk answers 507 and a locked database 503, and neither writes", async (app) => {
   const room = await app.room();
