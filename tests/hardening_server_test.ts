@@ -126,6 +126,11 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
       await new Promise((r) => setTimeout(r, 500));
       server.process.kill(signal);
       await new Promise((r) => setTimeout(r, 200));
+      // While the upload holds the stop open, a new request is turned away at once.
+      const late = await fetch(`${server.url}/health`);
+      assert.equal(late.status, 503);
+      assert.equal((await late.json()).error, "server_stopping");
+      assert.equal(late.headers.get("retry-after"), "1");
       await conn.write(new TextEncoder().encode(body.slice(10)));
       let answer = "";
       const buf = new Uint8Array(4096);
