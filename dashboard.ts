@@ -1,7 +1,7 @@
 // The HTML a human sees: the landing page at `/` and the live room view at `/?room=<id>`.
 import type { Context } from "npm:hono@^4.13.19";
 import type { Config } from "./config.ts";
-import { publicOrigin } from "./http.ts";
+import { publicOrigin } from "./origins.ts";
 import {
   BASE_CSS,
   DASHBOARD_CSS,

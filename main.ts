@@ -19,19 +19,17 @@ import {
   check,
   checkSize,
   checkWriteBody,
-  corsHeaders,
   errorBody,
   HttpError,
   idSchema,
   json,
-  preflight,
-  publicOrigin,
   queryInt,
   readJson,
   readText,
   storageError,
   textSchema,
 } from "./http.ts";
+import { corsHeaders, preflight, publicOrigin } from "./origins.ts";
 import * as q from "./schema.ts";
 import { serve } from "./serve.ts";
 import { skillDoc } from "./skill.ts";
