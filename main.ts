@@ -396,15 +396,11 @@ export function createService(config: Config = loadConfig()): Service {
     // spends one of its address's failures, given back when the token authenticates, so
     // inventing tokens (or reusing one that only ever opened /health) gains nothing.
     const roomId = roomOfPath(c.req.path);
-    const known = token !== undefined && client.startsWith("t:") &&
-      (isAdmin(token) || roomId !== null && authenticated.has(token, roomId));
-    const unproven = limiter !== null && token !== undefined && !known && roomId !== null;
+    const proven = !client.startsWith("t:") || isAdmin(token!) ||
+      roomId !== null && authenticated.has(token!, roomId);
+    const unproven = limiter !== null && !proven && roomId !== null;
     if (limiter) {
-      let r = !token || known
-        ? limiter.take(client)
-        : roomId === null
-        ? limiter.take(`ip:${ip}`)
-        : failures!.take(ip);
+      let r = unproven ? failures!.take(ip) : limiter.take(proven ? client : `ip:${ip}`);
       if (r.ok && unproven) r = limiter.take(client);
       if (!r.ok) {
         throw new HttpError(
@@ -433,8 +429,8 @@ export function createService(config: Config = loadConfig()): Service {
     c.set("db", await db());
     await next();
     // Every route under /rooms/:id authenticates before it can answer below 400.
-    if (token && !known && roomId !== null && c.res.status < 400) {
-      authenticated.add(token, roomId);
+    if (!proven && roomId !== null && c.res.status < 400) {
+      authenticated.add(token!, roomId);
       if (unproven) failures!.refund(ip);
     }
     for (const [name, value] of Object.entries(cors)) {
