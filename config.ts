@@ -18,6 +18,10 @@ export interface Config {
   maxWaitSeconds: number;
   maxWaits: number;
   maxWaitsPerClient: number;
+  maxWaitsPerRoom: number;
+  maxWaitsPerAddress: number;
+  /** How long reading one request body may take, in ms (0: no bound). */
+  bodyTimeoutMs: number;
   /** Requests per minute per client, or null when `SYNC_RATE_LIMIT=off`. */
   rateLimit: number | null;
   rateBurst: number;
@@ -36,6 +40,12 @@ export interface Config {
   trustProxy: boolean;
   /** Tests: check every JSON answer against the schema its operation declares. */
   checkResponses: boolean;
+  /** The address `deno task start` binds: `SYNC_HOST`, else 127.0.0.1 in open mode, 0.0.0.0 in token mode. */
+  host: string;
+  /** Origins a browser page may call the API from: a list, or `*` for any. */
+  corsOrigins: "*" | string[];
+  /** `SYNC_PUBLIC_URL`: the base URL SKILL.md and the landing page show, instead of the Host header's. */
+  publicUrl: string | null;
 }
 
 function num(
@@ -85,6 +95,9 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     maxWaitSeconds: num(env, "SYNC_MAX_WAIT", 30),
     maxWaits: num(env, "SYNC_MAX_WAITS", 10_000),
     maxWaitsPerClient: num(env, "SYNC_MAX_WAITS_PER_CLIENT", 100),
+    maxWaitsPerRoom: num(env, "SYNC_MAX_WAITS_PER_ROOM", 1000),
+    maxWaitsPerAddress: num(env, "SYNC_MAX_WAITS_PER_ADDRESS", 1000),
+    bodyTimeoutMs: num(env, "SYNC_BODY_TIMEOUT_MS", 10_000),
     rateLimit: rate === "off" ? null : num(env, "SYNC_RATE_LIMIT", 1200, 1),
     rateBurst: num(env, "SYNC_RATE_BURST", 200, 1),
     roomsPerHour: num(env, "SYNC_ROOMS_PER_HOUR", 60, 1),
@@ -100,5 +113,44 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     streamHeartbeatSeconds: num(env, "SYNC_STREAM_HEARTBEAT_SECONDS", 15, 1),
     trustProxy: env.SYNC_TRUST_PROXY === "1" || Boolean(env.valtown),
     checkResponses: env.SYNC_CHECK_RESPONSES === "1",
+    host: env.SYNC_HOST || (auth === "open" ? "127.0.0.1" : "0.0.0.0"),
+    corsOrigins: origins(env.SYNC_CORS_ORIGINS, auth),
+    publicUrl: publicUrl(env.SYNC_PUBLIC_URL),
   };
+}
+
+/**
+ * `SYNC_CORS_ORIGINS`: a comma-separated list of origins, or `*`. Unset, token mode allows any
+ * origin (a page can do nothing without a token it was given) and open mode none (there, being
+ * able to reach the server is the only credential).
+ */
+function origins(raw: string | undefined, auth: "token" | "open"): "*" | string[] {
+  if (raw === undefined) return auth === "open" ? [] : "*";
+  if (raw.trim() === "*") return "*";
+  return raw.split(",").map((o) => o.trim()).filter((o) => o !== "").map((o) => {
+    let url: URL | undefined;
+    try {
+      url = new URL(o);
+    } catch { /* reported below */ }
+    if (!url || url.origin !== o.replace(/\/$/, "")) {
+      throw new Error(
+        `SYNC_CORS_ORIGINS: ${JSON.stringify(o)} is not an origin like https://app.example.com`,
+      );
+    }
+    return url.origin;
+  });
+}
+
+function publicUrl(raw: string | undefined): string | null {
+  if (!raw) return null;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch { /* reported below */ }
+  if (!url || !/^https?:$/.test(url.protocol) || url.search || url.hash) {
+    throw new Error(
+      `SYNC_PUBLIC_URL=${JSON.stringify(raw)} must be an http(s) URL like https://sync.example.com`,
+    );
+  }
+  return url.href.replace(/\/+$/, "");
 }

@@ -1,7 +1,7 @@
 // What every route shares: the configuration, the database, and who a request acts as in a room.
 import type { Context } from "npm:hono@^4.13.19";
 import { z } from "npm:zod@^4.6.7";
-import { RateLimiter, safeEqual, sha256, tokenKind } from "./auth.ts";
+import { AuthenticatedPairs, RateLimiter, safeEqual, sha256, tokenKind } from "./auth.ts";
 import type { Config } from "./config.ts";
 import type { Db } from "./db.ts";
 import { ROOM_GONE, Waiters } from "./feed.ts";
@@ -53,7 +53,8 @@ export class Api {
   readonly limiter: RateLimiter | null;
   readonly failures: RateLimiter | null;
   readonly roomLimiter: RateLimiter;
-  readonly goodTokens = new Set<string>();
+  /** The (token, room) pairs that authenticated: only these count as their own client. */
+  readonly authenticated = new AuthenticatedPairs();
   #seen = new Map<string, number>();
   /** Messages posted per room since this process last trimmed it. */
   #sinceTrim = new Map<string, number>();
@@ -61,7 +62,14 @@ export class Api {
 
   constructor(readonly config: Config, readonly db: () => Promise<Db>) {
     this.open = config.auth === "open";
-    this.waiters = new Waiters(db, config.wakePollMs, config.maxWaits, config.maxWaitsPerClient);
+    this.waiters = new Waiters(
+      db,
+      config.wakePollMs,
+      config.maxWaits,
+      config.maxWaitsPerClient,
+      config.maxWaitsPerRoom,
+      config.maxWaitsPerAddress,
+    );
     this.in = inputs(config);
     this.limiter = config.rateLimit === null
       ? null
@@ -190,12 +198,8 @@ export class Api {
     throw this.refused(c, roomId);
   }
 
-  /**
-   * The answer to a token that opens nothing here; it spends its address's failure budget, so
-   * inventing a new token for each request does not escape the rate limit.
-   */
-  refused(c: Context<Env>, roomId: string): HttpError {
-    this.failures?.take(c.get("ip"));
+  /** The answer to a token that opens nothing here (its address paid for it in the middleware). */
+  refused(_c: Context<Env>, roomId: string): HttpError {
     return this.noRoom(roomId);
   }
 
@@ -295,8 +299,19 @@ export class Api {
     while (true) {
       const found = await read();
       const left = deadline - Date.now();
-      if (found.length > 0 || left <= 0 || c.req.raw.signal.aborted) return found;
-      const woke = await this.waiters.wait(room.id, rev, left, c.get("client"), c.req.raw.signal);
+      if (found.length > 0 || left <= 0 || c.req.raw.signal.aborted || this.waiters.closed) {
+        return found;
+      }
+      const { signal } = c.req.raw;
+      const woke = await this.waiters.wait(
+        room.id,
+        rev,
+        left,
+        c.get("client"),
+        signal,
+        false,
+        c.get("ip"),
+      );
       if (woke === ROOM_GONE) throw this.noRoom(room.id);
       if (woke !== null) rev = woke;
     }

@@ -143,3 +143,27 @@ async function openValTown(): Promise<Db> {
     close: () => {},
   };
 }
+
+/**
+ * What a driver's error says about the storage: `full` (SQLITE_FULL: disk or quota full),
+ * `busy` (SQLITE_BUSY or SQLITE_LOCKED past the busy timeout), or null for anything else.
+ * node:sqlite throws `{ code: "ERR_SQLITE_ERROR", message: "database or disk is full" }` (newer
+ * versions add `errcode`); @libsql/client throws `{ code: "SQLITE_FULL", rawCode: 13 }`.
+ */
+export function storageFault(err: unknown): "full" | "busy" | null {
+  if (typeof err !== "object" || err === null) return null;
+  const e = err as { code?: unknown; rawCode?: unknown; errcode?: unknown; message?: unknown };
+  const primary = [e.rawCode, e.errcode].find((n) => typeof n === "number") as number | undefined;
+  const code = typeof e.code === "string" ? e.code : "";
+  const message = typeof e.message === "string" ? e.message : "";
+  if (
+    primary !== undefined && (primary & 0xff) === 13 || code.startsWith("SQLITE_FULL") ||
+    /\bdatabase or disk is full\b|\bSQLITE_FULL\b/.test(message)
+  ) return "full";
+  if (
+    primary !== undefined && [5, 6].includes(primary & 0xff) ||
+    /^SQLITE_(BUSY|LOCKED)/.test(code) ||
+    /\bdatabase (table )?is locked\b|\bSQLITE_(BUSY|LOCKED)\b/.test(message)
+  ) return "busy";
+  return null;
+}
