@@ -1,5 +1,5 @@
 // Every setting of the service, read from the environment with its documented default.
-import type { DbOptions } from "./db.ts";
+import { type DbOptions, isRemote } from "./db.ts";
 
 export interface Config {
   db: DbOptions;
@@ -28,7 +28,13 @@ export interface Config {
   onlineSeconds: number;
   idempotencyHours: number;
   wakePollMs: number;
-  trustProxy: boolean;
+  /**
+   * How many proxies in front of the service append to `X-Forwarded-For`: the client is that
+   * many entries from the end. 0 (the default off Val Town): the connection's address.
+   */
+  trustProxy: number;
+  /** Where the limits that protect the service count: this process, or the shared database. */
+  limits: "memory" | "db";
 }
 
 function num(
@@ -88,6 +94,29 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     onlineSeconds: num(env, "SYNC_ONLINE_SECONDS", 60),
     idempotencyHours: num(env, "SYNC_IDEMPOTENCY_HOURS", 24),
     wakePollMs: num(env, "SYNC_WAKE_POLL_MS", 250),
-    trustProxy: env.SYNC_TRUST_PROXY === "1" || Boolean(env.valtown),
+    trustProxy: trustProxy(env),
+    limits: limitsMode(env),
   };
+}
+
+function trustProxy(env: Record<string, string | undefined>): number {
+  const raw = env.SYNC_TRUST_PROXY;
+  if (raw === undefined || raw === "") return env.valtown ? 1 : 0;
+  if (!/^\d{1,2}$/.test(raw)) {
+    throw new Error(
+      `SYNC_TRUST_PROXY=${JSON.stringify(raw)} must be the number of proxies in front (0 to 99)`,
+    );
+  }
+  return Number(raw);
+}
+
+/** `SYNC_LIMITS`, by default `db` when instances share the database (remote libSQL, Val Town). */
+function limitsMode(env: Record<string, string | undefined>): "memory" | "db" {
+  const raw = env.SYNC_LIMITS;
+  if (raw === "memory" || raw === "db") return raw;
+  if (raw !== undefined && raw !== "") {
+    throw new Error(`SYNC_LIMITS must be "db" or "memory", not ${JSON.stringify(raw)}`);
+  }
+  const url = env.SYNC_DB ?? "";
+  return isRemote(url) || (!url && env.valtown) ? "db" : "memory";
 }

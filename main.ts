@@ -1,12 +1,13 @@
 // The agent-sync HTTP API: one Hono app with every route; `deno task start` serves it, Val Town imports it.
 import { type Context, Hono } from "npm:hono@^4.13.19";
 import { z } from "npm:zod@^4.6.7";
-import { mintToken, RateLimiter, safeEqual, sha256, tokenKind } from "./auth.ts";
+import { mintToken, safeEqual, sha256, tokenKind } from "./auth.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { dashboardPage, landingPage } from "./dashboard.ts";
 import { type Db, openDb } from "./db.ts";
 import { ROOM_GONE, Waiters } from "./feed.ts";
 import { idempotency } from "./idempotency.ts";
+import { clientAddress, createLimits, describeClientAddress } from "./limits.ts";
 import {
   check,
   checkSize,
@@ -66,13 +67,7 @@ export function createService(config: Config = loadConfig()): Service {
       throw err;
     });
   const waiters = new Waiters(db, config.wakePollMs, config.maxWaits, config.maxWaitsPerClient);
-  const limiter = config.rateLimit === null
-    ? null
-    : new RateLimiter(config.rateBurst, config.rateLimit / 60);
-  const failures = config.rateLimit === null
-    ? null
-    : new RateLimiter(config.rateBurst, config.rateLimit / 60);
-  const roomLimiter = new RateLimiter(config.roomsPerHour, config.roomsPerHour / 3600);
+  const limits = createLimits(config, db);
   const seen = new Map<string, number>();
   const goodTokens = new Set<string>();
   /** Messages posted per room since this process last trimmed it. */
@@ -181,7 +176,7 @@ export function createService(config: Config = loadConfig()): Service {
     const hash = admin ? null : sha256(token);
     const room = await q.getRoomAuth(d, roomId, kind === "agent" ? hash : null);
     if (admin && room) return { room, actor: { kind: "admin" } };
-    if (!room) throw refused(c, roomId);
+    if (!room) throw await refused(c, roomId);
     if (kind === "room" && safeEqual(room.token_hash, hash!)) {
       return { room, actor: { kind: "room" } };
     }
@@ -192,15 +187,15 @@ export function createService(config: Config = loadConfig()): Service {
       markSeen(d, roomId, room.agent_id);
       return { room, actor: { kind: "agent", agentId: room.agent_id } };
     }
-    throw refused(c, roomId);
+    throw await refused(c, roomId);
   }
 
   /**
    * The answer to a token that opens nothing here; it spends its address's failure budget, so
    * inventing a new token for each request does not escape the rate limit.
    */
-  function refused(c: Context<Env>, roomId: string): HttpError {
-    failures?.take(c.get("ip"));
+  async function refused(c: Context<Env>, roomId: string): Promise<HttpError> {
+    await limits?.failed(c.get("ip"));
     return noRoom(roomId);
   }
 
@@ -361,11 +356,8 @@ export function createService(config: Config = loadConfig()): Service {
   const app = new Hono<Env>();
 
   app.use("*", async (c, next) => {
-    const forwarded = config.trustProxy
-      // The entry the proxy itself appended: the ones before it are the client's to write.
-      ? c.req.header("x-forwarded-for")?.split(",").at(-1)?.trim()
-      : undefined;
-    const ip = forwarded ?? c.env?.remoteAddr?.hostname ?? "local";
+    const forwarded = c.req.header("x-forwarded-for");
+    const ip = clientAddress(forwarded, config.trustProxy, c.env?.remoteAddr?.hostname);
     // A well-formed token is its own client; anything else counts against the address.
     const token = BEARER.exec(c.req.header("authorization") ?? "")?.[1];
     const client = token && (tokenKind(token) || isAdmin(token)) ? `t:${token}` : `ip:${ip}`;
@@ -379,12 +371,10 @@ export function createService(config: Config = loadConfig()): Service {
           "Retry-After, RateLimit, RateLimit-Policy, Idempotent-Replayed",
       }
       : {};
-    if (limiter) {
+    if (limits) {
       // Tokens that opened nothing spend their address's budget of failures, so inventing a
       // new token for each request does not escape the limit; tokens that worked never do.
-      const r = token && !goodTokens.has(token) && !failures!.has(ip)
-        ? failures!.take(ip)
-        : limiter.take(client);
+      const r = await limits.request(client, ip, token !== undefined && !goodTokens.has(token));
       if (!r.ok) {
         throw new HttpError(
           429,
@@ -412,7 +402,7 @@ export function createService(config: Config = loadConfig()): Service {
     }
     c.set("db", await db());
     await next();
-    if (limiter && token) {
+    if (limits && token) {
       if (c.res.status < 400 && !goodTokens.has(token)) {
         if (goodTokens.size > 100_000) goodTokens.clear();
         goodTokens.add(token);
@@ -516,9 +506,9 @@ export function createService(config: Config = loadConfig()): Service {
       const { id: rid, created_at, meta, rev } = existing;
       return c.json({ id: rid, created_at, meta, rev }, 200);
     }
-    if (!admin) {
-      const r = roomLimiter.take(c.get("ip"));
-      if (!r.ok && config.rateLimit !== null) {
+    if (!admin && limits) {
+      const r = await limits.room(c.get("ip"));
+      if (!r.ok) {
         throw new HttpError(
           429,
           "rate_limited",
@@ -1107,6 +1097,7 @@ export function createService(config: Config = loadConfig()): Service {
 
 const service = createService();
 export default service.fetch;
+if (import.meta.main || Deno.env.get("valtown")) describeClientAddress(loadConfig());
 
 if (import.meta.main) {
   const port = Number(Deno.env.get("PORT") ?? 8000);

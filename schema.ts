@@ -137,6 +137,16 @@ const MIGRATIONS: string[][] = [[
       UPDATE rooms SET rev = NEW.rev, active_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
       WHERE id = NEW.room_id AND rev < NEW.rev; END`,
   ]),
+], [
+  // Fixed-window counters for the limits instances share (limits.ts): one row per budget,
+  // client and window, removed once the window is over.
+  `CREATE TABLE limit_windows (
+    bucket TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    hits INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (bucket, window_end)
+  ) WITHOUT ROWID`,
+  `CREATE INDEX limit_windows_end ON limit_windows (window_end)`,
 ]];
 
 /** Applies every migration not yet recorded in `_migrations`, each with its record in one batch. */
@@ -881,4 +891,29 @@ export async function releaseIdempotencyKey(db: Db, keyHash: string): Promise<vo
 
 export async function expireIdempotencyKeys(db: Db, before: string): Promise<void> {
   await db.execute({ sql: "DELETE FROM idempotency WHERE created_at < ?", args: [before] });
+}
+
+/**
+ * Counts one hit in a window and returns the window's hits, with the hits already in `other`'s
+ * window (0 when absent), in one statement.
+ */
+export async function countHit(
+  db: Db,
+  bucket: string,
+  windowEnd: string,
+  other: { bucket: string; windowEnd: string } | null = null,
+): Promise<{ hits: number; other: number }> {
+  const rs = await db.execute({
+    sql: `INSERT INTO limit_windows (bucket, window_end, hits) VALUES (?, ?, 1)
+      ON CONFLICT (bucket, window_end) DO UPDATE SET hits = hits + 1
+      RETURNING hits, (SELECT o.hits FROM limit_windows AS o
+        WHERE o.bucket = ? AND o.window_end = ?) AS other`,
+    args: [bucket, windowEnd, other?.bucket ?? null, other?.windowEnd ?? null],
+  });
+  const row = objects(rs)[0];
+  return { hits: Number(row.hits), other: Number(row.other ?? 0) };
+}
+
+export async function expireLimitWindows(db: Db, before: string): Promise<void> {
+  await db.execute({ sql: "DELETE FROM limit_windows WHERE window_end <= ?", args: [before] });
 }
