@@ -131,10 +131,28 @@ async function openLibsql(url: string, opts: DbOptions): Promise<Db> {
   }
   return {
     driver: `@libsql/client (${url.replace(/\?.*/, "")})`,
-    execute: (stmt) => client.execute(stmt as never) as Promise<ResultSet>,
-    batch: (stmts, mode = "deferred") => client.batch(stmts as never, mode) as Promise<ResultSet[]>,
+    execute: (stmt) => retryBusy(() => client.execute(stmt as never) as Promise<ResultSet>),
+    batch: (stmts, mode = "deferred") =>
+      retryBusy(() => client.batch(stmts as never, mode) as Promise<ResultSet[]>),
     close: () => client.close(),
   };
+}
+
+/**
+ * Runs `fn` again when the database answers SQLITE_BUSY. A libSQL server (sqld) sometimes does
+ * when writers contend, where a local file's busy_timeout would have waited; the statement or
+ * batch did not apply, so trying it again is safe.
+ */
+export async function retryBusy<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? "";
+      if (!code.startsWith("SQLITE_BUSY") || attempt >= 8) throw err;
+      await new Promise((r) => setTimeout(r, (2 ** attempt) * (2 + Math.random() * 3)));
+    }
+  }
 }
 
 async function openValTown(): Promise<Db> {

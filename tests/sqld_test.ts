@@ -1,6 +1,6 @@
 // Issue 11: two server processes on one real libSQL server (sqld); what must happen exactly once does.
 import assert from "node:assert/strict";
-import { openDb } from "../db.ts";
+import { openDb, retryBusy } from "../db.ts";
 import { migrate } from "../schema.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -374,6 +374,21 @@ Deno.test({
         assert.deepEqual(res.body.map((m: { body: string }) => m.body), ["wake up"]);
       });
 
+      await t.step("writes contending on one token's counter never answer 500", async () => {
+        const room = await newRoom(A);
+        const statuses = new Map<number, number>();
+        await Promise.all(Array.from({ length: 16 }, async (_, w) => {
+          for (let i = 0; i < 20; i++) {
+            const r = await call(w % 2 ? A : B, "POST", `/rooms/${room.id}/messages`, {
+              token: room.token,
+              body: { body: { w, i } },
+            });
+            statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+          }
+        }));
+        assert.deepEqual([...statuses], [[201, 320]]);
+      });
+
       await t.step("the rooms-per-address budget is one for both instances", async () => {
         const create = (base: string) =>
           call(base, "POST", "/rooms", { body: {}, headers: { "x-forwarded-for": "10.12.0.1" } });
@@ -388,4 +403,30 @@ Deno.test({
       await db.stop();
     }
   },
+});
+
+Deno.test("the libSQL driver tries a statement again when the server answers SQLITE_BUSY", async () => {
+  let calls = 0;
+  const busy = Object.assign(new Error("SQLite error: database is locked"), {
+    code: "SQLITE_BUSY",
+  });
+  assert.equal(
+    await retryBusy(() => {
+      calls++;
+      return calls < 3 ? Promise.reject(busy) : Promise.resolve("done");
+    }),
+    "done",
+  );
+  assert.equal(calls, 3);
+  calls = 0;
+  const other = Object.assign(new Error("UNIQUE constraint failed"), { code: "SQLITE_CONSTRAINT" });
+  await assert.rejects(() => (calls++, Promise.reject(other)), /UNIQUE/);
+  await assert.rejects(
+    retryBusy(() => {
+      calls++;
+      return Promise.reject(other);
+    }),
+    /UNIQUE/,
+  );
+  assert.equal(calls, 2, "other errors are not retried");
 });
