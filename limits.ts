@@ -69,31 +69,87 @@ interface Window {
   retryAfter: number;
 }
 
+/** What this process knows of one client's rate window. */
+interface Tally {
+  windowEnd: string;
+  /** The window's hits in the database when this process last counted there. */
+  known: number;
+  /** Requests this process let through since, not yet counted there. */
+  pending: number;
+  syncedAt: number;
+  flushing: boolean;
+}
+
 /**
- * Fixed-window counters in the shared database: one UPSERT per request, whichever instance
- * serves it. A window lasts as long as the burst takes to refill (`RateLimit-Policy`'s `w`),
- * so the long-run rate is the same as in memory; across a window's edge a client may spend
- * up to two bursts.
+ * Fixed-window counters in the shared database, whichever instance serves a request. A window
+ * lasts as long as the burst takes to refill (`RateLimit-Policy`'s `w`), so the long-run rate is
+ * the same as in memory; across a window's edge a client may spend up to two bursts.
+ *
+ * Requests are counted in batches: a client's first request in a window, and any from a token
+ * not yet proven, wait for one UPSERT; later ones are let through on what this process knows and
+ * counted in the background every `burst / 10` requests or every second, so with N instances a
+ * client may exceed its burst by at most N × burst / 10. Failures and rooms are counted one by one.
  */
 class DbLimits implements Limits {
   readonly where = "db";
   #windowMs: number;
+  #flushEvery: number;
   #prunedAt = 0;
+  #tallies = new Map<string, Tally>();
 
   constructor(readonly config: Config, readonly db: () => Promise<Db>) {
     this.#windowMs = Math.ceil(config.rateBurst / (config.rateLimit! / 60)) * 1000;
+    this.#flushEvery = Math.max(1, Math.floor(config.rateBurst / 10));
   }
 
   async request(client: string, ip: string, unproven: boolean): Promise<Verdict> {
     const rate = this.#window("rate", client, this.#windowMs);
+    let tally = this.#tallies.get(rate.bucket);
+    if (tally?.windowEnd !== rate.windowEnd) tally = undefined;
+    if (tally && !unproven) {
+      if (tally.known + tally.pending >= this.config.rateBurst) {
+        return { ok: false, retryAfter: rate.retryAfter };
+      }
+      tally.pending++;
+      if (tally.pending >= this.#flushEvery || Date.now() - tally.syncedAt > 1000) {
+        this.#flush(rate, tally);
+      }
+      return { ok: true, retryAfter: 0 };
+    }
     const failures = unproven ? this.#window("fail", ip, this.#windowMs) : null;
     const r = await countHit(await this.#db(), rate.bucket, rate.windowEnd, failures);
+    if (this.#tallies.size > 100_000) this.#tallies.clear();
+    this.#tallies.set(rate.bucket, {
+      windowEnd: rate.windowEnd,
+      known: r.hits,
+      pending: tally?.pending ?? 0,
+      syncedAt: Date.now(),
+      flushing: false,
+    });
     if (failures && r.other >= this.config.rateBurst) {
       return { ok: false, retryAfter: failures.retryAfter };
     }
     return r.hits <= this.config.rateBurst
       ? { ok: true, retryAfter: 0 }
       : { ok: false, retryAfter: rate.retryAfter };
+  }
+
+  /** Counts what this process let through in the database, and learns what the others did. */
+  #flush(rate: Window, tally: Tally) {
+    if (tally.flushing) return;
+    tally.flushing = true;
+    const count = tally.pending;
+    tally.pending = 0;
+    this.#db()
+      .then((d) => countHit(d, rate.bucket, rate.windowEnd, null, count))
+      .then((r) => {
+        tally.known = Math.max(tally.known, r.hits);
+        tally.syncedAt = Date.now();
+      }, (err) => {
+        tally.pending += count;
+        console.error("limits:", err);
+      })
+      .finally(() => tally.flushing = false);
   }
 
   async failed(ip: string): Promise<void> {

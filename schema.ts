@@ -894,21 +894,22 @@ export async function expireIdempotencyKeys(db: Db, before: string): Promise<voi
 }
 
 /**
- * Counts one hit in a window and returns the window's hits, with the hits already in `other`'s
- * window (0 when absent), in one statement.
+ * Counts `count` hits in a window and returns the window's hits, with the hits already in
+ * `other`'s window (0 when absent), in one statement.
  */
 export async function countHit(
   db: Db,
   bucket: string,
   windowEnd: string,
   other: { bucket: string; windowEnd: string } | null = null,
+  count = 1,
 ): Promise<{ hits: number; other: number }> {
   const rs = await db.execute({
-    sql: `INSERT INTO limit_windows (bucket, window_end, hits) VALUES (?, ?, 1)
-      ON CONFLICT (bucket, window_end) DO UPDATE SET hits = hits + 1
+    sql: `INSERT INTO limit_windows (bucket, window_end, hits) VALUES (?, ?, ?)
+      ON CONFLICT (bucket, window_end) DO UPDATE SET hits = hits + excluded.hits
       RETURNING hits, (SELECT o.hits FROM limit_windows AS o
         WHERE o.bucket = ? AND o.window_end = ?) AS other`,
-    args: [bucket, windowEnd, other?.bucket ?? null, other?.windowEnd ?? null],
+    args: [bucket, windowEnd, count, other?.bucket ?? null, other?.windowEnd ?? null],
   });
   const row = objects(rs)[0];
   return { hits: Number(row.hits), other: Number(row.other ?? 0) };

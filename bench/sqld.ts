@@ -219,6 +219,30 @@ try {
       `limit UPSERT ${upsert} ms, UPSERT with the failure-budget read ${both} ms`,
   );
 
+  // The whole check in this process, on each store: what a request pays for it, without HTTP.
+  const { createLimits } = await import("../limits.ts");
+  const { loadConfig } = await import("../config.ts");
+  const { migrate } = await import("../schema.ts");
+  const perCall = async (mode: "memory" | "db", url: string, n: number) => {
+    const config = loadConfig({ ...rated, SYNC_LIMITS: mode, SYNC_DB: url });
+    const d = await openDb(config.db);
+    await migrate(d);
+    const limits = createLimits(config, () => Promise.resolve(d))!;
+    for (let i = 0; i < 100; i++) await limits.request("t:warm", "10.0.0.1", false);
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) await limits.request("t:bench", "10.0.0.1", false);
+    const us = (performance.now() - t0) * 1000 / n;
+    d.close();
+    return us;
+  };
+  const memory = await perCall("memory", `${tmp}/limits_mem.db`, 20_000);
+  const file = await perCall("db", `${tmp}/limits_file.db`, 5_000);
+  const remote = await perCall("db", db, 300);
+  console.log(
+    `the limit check alone, per request, in process: in memory ${memory.toFixed(1)} µs, ` +
+      `in the embedded file ${file.toFixed(1)} µs, in sqld ${(remote / 1000).toFixed(2)} ms`,
+  );
+
   // Wake-up: a wait held on one instance, the write made through another, both on sqld.
   const { room, headers } = await setup(sqldMemory);
   const token = headers.authorization.slice(7);

@@ -40,7 +40,8 @@ function call(s: Service, ip: string, method: string, path: string, init: Reques
 const createRoom = (s: Service, ip: string) =>
   call(s, ip, "POST", "/rooms", { headers: { "content-type": "application/json" }, body: "{}" });
 
-const SHARED = { SYNC_LIMITS: "db", SYNC_RATE_LIMIT: "600", SYNC_RATE_BURST: "10" };
+// A 100-second window: one rarely turns over during a test.
+const SHARED = { SYNC_LIMITS: "db", SYNC_RATE_LIMIT: "6", SYNC_RATE_BURST: "10" };
 
 function test(name: string, fn: () => void | Promise<void>) {
   Deno.test({ name, sanitizeOps: false, sanitizeResources: false, fn });
@@ -90,6 +91,33 @@ test("SYNC_LIMITS=db counts a token's requests across instances", async () => {
   });
   assert.equal(view.status, 200, "another token of the same address is not affected");
   await view.body?.cancel();
+});
+
+/** The index of the fixed window a limit of `perMinute` and `burst` is in now. */
+function windowNow(perMinute: number, burst: number): number {
+  return Math.floor(Date.now() / (Math.ceil(burst / (perMinute / 60)) * 1000));
+}
+
+test("SYNC_LIMITS=db lets a busy client past its burst by at most burst / 10 per instance", async () => {
+  // A 100-second window, so the test almost never sees one turn over (and checks when it does).
+  const env = { SYNC_LIMITS: "db", SYNC_RATE_LIMIT: "60", SYNC_RATE_BURST: "100" };
+  await using p = await pair(env);
+  const res = await createRoom(p.a, "10.0.0.7");
+  const room = await res.json();
+  const before = windowNow(60, 100);
+  let served = 0;
+  for (let i = 0; i < 200; i++) {
+    const r = await call(i % 2 ? p.a : p.b, "10.0.0.7", "GET", `/rooms/${room.id}`, {
+      headers: { authorization: `Bearer ${room.token}` },
+    });
+    if (r.status === 200) served++;
+    else assert.equal(r.status, 429);
+    await r.body?.cancel();
+  }
+  if (windowNow(60, 100) === before) {
+    assert.ok(served >= 100 && served <= 120, `served ${served} of 200`);
+  }
+  assert.ok(served < 200, "the budget is shared");
 });
 
 test("SYNC_LIMITS=db counts made-up tokens per address across instances", async () => {
