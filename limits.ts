@@ -116,20 +116,26 @@ class DbLimits implements Limits {
       }
       return { ok: true, retryAfter: 0 };
     }
+    // An unproven token counts only while its address has failures left, so that made-up
+    // tokens from a spent address add no rows.
     const failures = unproven ? this.#window("fail", ip, this.#windowMs) : null;
-    const r = await countHit(await this.#db(), rate.bucket, rate.windowEnd, failures);
+    const hits = await countHit(
+      await this.#db(),
+      rate.bucket,
+      rate.windowEnd,
+      1,
+      failures && { ...failures, max: this.config.rateBurst },
+    );
+    if (hits === null) return { ok: false, retryAfter: failures!.retryAfter };
     if (this.#tallies.size > 100_000) this.#tallies.clear();
     this.#tallies.set(rate.bucket, {
       windowEnd: rate.windowEnd,
-      known: r.hits,
+      known: hits,
       pending: tally?.pending ?? 0,
       syncedAt: Date.now(),
       flushing: false,
     });
-    if (failures && r.other >= this.config.rateBurst) {
-      return { ok: false, retryAfter: failures.retryAfter };
-    }
-    return r.hits <= this.config.rateBurst
+    return hits <= this.config.rateBurst
       ? { ok: true, retryAfter: 0 }
       : { ok: false, retryAfter: rate.retryAfter };
   }
@@ -141,9 +147,9 @@ class DbLimits implements Limits {
     const count = tally.pending;
     tally.pending = 0;
     this.#db()
-      .then((d) => countHit(d, rate.bucket, rate.windowEnd, null, count))
-      .then((r) => {
-        tally.known = Math.max(tally.known, r.hits);
+      .then((d) => countHit(d, rate.bucket, rate.windowEnd, count))
+      .then((hits) => {
+        tally.known = Math.max(tally.known, hits ?? 0);
         tally.syncedAt = Date.now();
       }, (err) => {
         tally.pending += count;
@@ -159,8 +165,8 @@ class DbLimits implements Limits {
 
   async room(ip: string): Promise<Verdict> {
     const w = this.#window("room", ip, 3600_000);
-    const r = await countHit(await this.#db(), w.bucket, w.windowEnd);
-    return r.hits <= this.config.roomsPerHour
+    const hits = await countHit(await this.#db(), w.bucket, w.windowEnd);
+    return hits! <= this.config.roomsPerHour
       ? { ok: true, retryAfter: 0 }
       : { ok: false, retryAfter: w.retryAfter };
   }

@@ -894,25 +894,33 @@ export async function expireIdempotencyKeys(db: Db, before: string): Promise<voi
 }
 
 /**
- * Counts `count` hits in a window and returns the window's hits, with the hits already in
- * `other`'s window (0 when absent), in one statement.
+ * Counts `count` hits in a window and returns the window's hits; or counts nothing and returns
+ * null when `unless` names a window already holding `max` hits.
  */
 export async function countHit(
   db: Db,
   bucket: string,
   windowEnd: string,
-  other: { bucket: string; windowEnd: string } | null = null,
   count = 1,
-): Promise<{ hits: number; other: number }> {
+  unless: { bucket: string; windowEnd: string; max: number } | null = null,
+): Promise<number | null> {
   const rs = await db.execute({
-    sql: `INSERT INTO limit_windows (bucket, window_end, hits) VALUES (?, ?, ?)
+    sql: `INSERT INTO limit_windows (bucket, window_end, hits)
+      SELECT ?, ?, ? WHERE (SELECT coalesce(max(o.hits), 0) FROM limit_windows AS o
+        WHERE o.bucket = ? AND o.window_end = ?) < ?
       ON CONFLICT (bucket, window_end) DO UPDATE SET hits = hits + excluded.hits
-      RETURNING hits, (SELECT o.hits FROM limit_windows AS o
-        WHERE o.bucket = ? AND o.window_end = ?) AS other`,
-    args: [bucket, windowEnd, count, other?.bucket ?? null, other?.windowEnd ?? null],
+      RETURNING hits`,
+    args: [
+      bucket,
+      windowEnd,
+      count,
+      unless?.bucket ?? "",
+      unless?.windowEnd ?? "",
+      unless?.max ?? 1,
+    ],
   });
   const row = objects(rs)[0];
-  return { hits: Number(row.hits), other: Number(row.other ?? 0) };
+  return row ? Number(row.hits) : null;
 }
 
 export async function expireLimitWindows(db: Db, before: string): Promise<void> {

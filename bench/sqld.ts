@@ -209,9 +209,9 @@ try {
   };
   const end = new Date(Date.now() + 60_000).toISOString();
   const select = await times(() => client.execute({ sql: "SELECT 1" }));
-  const upsert = await times(() => countHit(client, "rate:bench", end, null));
+  const upsert = await times(() => countHit(client, "rate:bench", end));
   const both = await times(() =>
-    countHit(client, "rate:bench", end, { bucket: "x", windowEnd: end })
+    countHit(client, "rate:bench", end, 1, { bucket: "x", windowEnd: end, max: 200 })
   );
   client.close();
   console.log(

@@ -143,6 +143,17 @@ test("SYNC_LIMITS=db counts made-up tokens per address across instances", async 
   assert.ok(refused >= 10 && refused <= 20, `404s: ${refused}`);
   const good = await use();
   assert.equal(good.status, 200, "a token that worked on this instance still does");
+  const d = await openDb({ url: `${p.dir}/shared.db` });
+  try {
+    const rs = await d.execute({
+      sql: "SELECT count(*) FROM limit_windows WHERE bucket LIKE 'rate:%'",
+    });
+    const rows = Number((rs.rows[0] as unknown[])[0]);
+    // One per made-up token let through to fail, one for the room token, one for its creation.
+    assert.ok(rows <= refused + 2, `${rows} rate rows for ${refused} failures`);
+  } finally {
+    d.close();
+  }
   await good.body?.cancel();
 });
 
