@@ -1,5 +1,5 @@
 // Every setting of the service, read from the environment with its documented default.
-import type { DbOptions } from "./db.ts";
+import { type DbOptions, isRemote } from "./db.ts";
 
 export interface Config {
   db: DbOptions;
@@ -37,7 +37,6 @@ export interface Config {
   /** How long the server keeps one event stream open (Val Town ends requests at 60 s). */
   streamSeconds: number;
   streamHeartbeatSeconds: number;
-  trustProxy: boolean;
   /** Tests: check every JSON answer against the schema its operation declares. */
   checkResponses: boolean;
   /** The address `deno task start` binds: `SYNC_HOST`, else 127.0.0.1 in open mode, 0.0.0.0 in token mode. */
@@ -46,6 +45,13 @@ export interface Config {
   corsOrigins: "*" | string[];
   /** `SYNC_PUBLIC_URL`: the base URL SKILL.md and the landing page show, instead of the Host header's. */
   publicUrl: string | null;
+  /**
+   * How many proxies in front of the service append to `X-Forwarded-For`: the client is that
+   * many entries from the end. 0 (the default off Val Town): the connection's address.
+   */
+  trustProxy: number;
+  /** Where the limits that protect the service count: this process, or the shared database. */
+  limits: "memory" | "db";
 }
 
 function num(
@@ -111,7 +117,8 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     wakePollMs: num(env, "SYNC_WAKE_POLL_MS", 250),
     streamSeconds: num(env, "SYNC_STREAM_SECONDS", 50, 1),
     streamHeartbeatSeconds: num(env, "SYNC_STREAM_HEARTBEAT_SECONDS", 15, 1),
-    trustProxy: env.SYNC_TRUST_PROXY === "1" || Boolean(env.valtown),
+    trustProxy: trustProxy(env),
+    limits: limitsMode(env),
     checkResponses: env.SYNC_CHECK_RESPONSES === "1",
     host: env.SYNC_HOST || (auth === "open" ? "127.0.0.1" : "0.0.0.0"),
     corsOrigins: origins(env.SYNC_CORS_ORIGINS, auth),
@@ -153,4 +160,26 @@ function publicUrl(raw: string | undefined): string | null {
     );
   }
   return url.href.replace(/\/+$/, "");
+}
+
+function trustProxy(env: Record<string, string | undefined>): number {
+  const raw = env.SYNC_TRUST_PROXY;
+  if (raw === undefined || raw === "") return env.valtown ? 1 : 0;
+  if (!/^\d{1,2}$/.test(raw)) {
+    throw new Error(
+      `SYNC_TRUST_PROXY=${JSON.stringify(raw)} must be the number of proxies in front (0 to 99)`,
+    );
+  }
+  return Number(raw);
+}
+
+/** `SYNC_LIMITS`, by default `db` when instances share the database (remote libSQL, Val Town). */
+function limitsMode(env: Record<string, string | undefined>): "memory" | "db" {
+  const raw = env.SYNC_LIMITS;
+  if (raw === "memory" || raw === "db") return raw;
+  if (raw !== undefined && raw !== "") {
+    throw new Error(`SYNC_LIMITS must be "db" or "memory", not ${JSON.stringify(raw)}`);
+  }
+  const url = env.SYNC_DB ?? "";
+  return isRemote(url) || (!url && env.valtown) ? "db" : "memory";
 }

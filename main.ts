@@ -9,6 +9,7 @@ import { type Db, openDb } from "./db.ts";
 import type { Waiters } from "./feed.ts";
 import { checkWriteBody, errorBody, HttpError, readText, storageError } from "./http.ts";
 import { idempotency } from "./idempotency.ts";
+import { clientAddress, describeClientAddress } from "./limits.ts";
 import { HealthSchema } from "./models.ts";
 import { openApiDocument } from "./openapi.ts";
 import { corsHeaders, preflight, publicOrigin } from "./origins.ts";
@@ -72,11 +73,8 @@ export function createService(config: Config = loadConfig()): Service {
   const app = new Hono<Env>();
 
   app.use("*", async (c, next) => {
-    const forwarded = config.trustProxy
-      // The entry the proxy itself appended: the ones before it are the client's to write.
-      ? c.req.header("x-forwarded-for")?.split(",").at(-1)?.trim()
-      : undefined;
-    const ip = forwarded ?? c.env?.remoteAddr?.hostname ?? "local";
+    const forwarded = c.req.header("x-forwarded-for");
+    const ip = clientAddress(forwarded, config.trustProxy, c.env?.remoteAddr?.hostname);
     // A well-formed token is its own client; anything else counts against the address.
     const token = BEARER.exec(c.req.header("authorization") ?? "")?.[1];
     const client = token && (tokenKind(token) || api.isAdmin(token)) ? `t:${token}` : `ip:${ip}`;
@@ -90,10 +88,9 @@ export function createService(config: Config = loadConfig()): Service {
     const roomId = roomOfPath(c.req.path);
     const proven = !client.startsWith("t:") || api.isAdmin(token!) ||
       roomId !== null && api.authenticated.has(token!, roomId);
-    const unproven = api.limiter !== null && !proven && roomId !== null;
-    if (api.limiter) {
-      let r = unproven ? api.failures!.take(ip) : api.limiter.take(proven ? client : `ip:${ip}`);
-      if (r.ok && unproven) r = api.limiter.take(client);
+    const unproven = api.limits !== null && !proven && roomId !== null;
+    if (api.limits) {
+      const r = await api.limits.request(proven || unproven ? client : `ip:${ip}`, ip, unproven);
       if (!r.ok) {
         throw new HttpError(
           429,
@@ -123,7 +120,7 @@ export function createService(config: Config = loadConfig()): Service {
     // Every route under /rooms/:id authenticates before it can answer below 400.
     if (!proven && roomId !== null && c.res.status < 400) {
       api.authenticated.add(token!, roomId);
-      if (unproven) api.failures!.refund(ip);
+      if (unproven) api.limits!.proved(ip);
     }
     for (const [name, value] of Object.entries(cors)) {
       if (name === "Vary") c.res.headers.append(name, value);
@@ -272,7 +269,7 @@ export function createService(config: Config = loadConfig()): Service {
           );
         }
         const found = await q.findTokenRoom(c.get("db"), sha256(token));
-        if (!found) throw api.refused(c, "(the token's room)");
+        if (!found) throw await api.refused(c, "(the token's room)");
         return await mcp(c, found.roomId, await api.access(c, found.roomId));
       },
     }),
@@ -337,6 +334,7 @@ export function createService(config: Config = loadConfig()): Service {
 
 const service = createService();
 export default service.fetch;
+if (import.meta.main || Deno.env.get("valtown")) describeClientAddress(loadConfig());
 
 if (import.meta.main) {
   await serve(service, loadConfig(), Number(Deno.env.get("PORT") ?? 8000));

@@ -49,7 +49,7 @@ export function preflight(origin: string, cors: Record<string, string>): Respons
  */
 export function publicOrigin(
   c: Context,
-  config: { publicUrl: string | null; trustProxy: boolean },
+  config: { publicUrl: string | null; trustProxy: number },
 ): { base: string; headers: Record<string, string> } {
   if (config.publicUrl) return { base: config.publicUrl, headers: {} };
   const own = new URL(c.req.url);

@@ -68,9 +68,9 @@ export function roomOperations(api: Api) {
           return c.json({ id: rid, created_at, meta, rev }, 200);
         }
         if (locked) throw adminNeeded("Creating rooms");
-        if (!admin) {
-          const r = api.roomLimiter.take(c.get("ip"));
-          if (!r.ok && api.config.rateLimit !== null) {
+        if (!admin && api.limits) {
+          const r = await api.limits.room(c.get("ip"));
+          if (!r.ok) {
             throw new HttpError(
               429,
               "rate_limited",
