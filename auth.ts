@@ -51,6 +51,12 @@ export class RateLimiter {
     return { ok: false, remaining: 0, retryAfter: Math.ceil((1 - b.tokens) / this.perSecond) };
   }
 
+  /** Gives back what one `take` spent, for a request that turned out not to owe it. */
+  refund(key: string) {
+    const b = this.#buckets.get(key);
+    if (b) b.tokens = Math.min(this.capacity, b.tokens + 1);
+  }
+
   /** Whether `take` would succeed now, without spending anything. */
   has(key: string, nowMs = Date.now()): boolean {
     return this.#refill(key, nowMs).tokens >= 1;
@@ -71,5 +77,36 @@ export class RateLimiter {
   #prune(nowMs: number) {
     const full = this.capacity / this.perSecond * 1000;
     for (const [k, b] of this.#buckets) if (nowMs - b.at > full) this.#buckets.delete(k);
+  }
+}
+
+/**
+ * The (token hash, room) pairs that authenticated, newest kept: a token counts as its own client
+ * only on a room it opened. Bounded; the oldest pairs are forgotten first.
+ */
+export class AuthenticatedPairs {
+  #pairs = new Set<string>();
+  constructor(readonly max = 100_000) {}
+
+  has(token: string, roomId: string): boolean {
+    return this.#pairs.has(`${sha256(token)}\n${roomId}`);
+  }
+
+  add(token: string, roomId: string) {
+    const pair = `${sha256(token)}\n${roomId}`;
+    if (this.#pairs.has(pair)) return;
+    if (this.#pairs.size >= this.max) this.#pairs.delete(this.#pairs.values().next().value!);
+    this.#pairs.add(pair);
+  }
+}
+
+/** The room id a path names (`/rooms/:id…`), decoded and normalised as ids are, or null. */
+export function roomOfPath(path: string): string | null {
+  const raw = /^\/rooms\/([^/]+)/.exec(path)?.[1];
+  if (raw === undefined) return null;
+  try {
+    return decodeURIComponent(raw).normalize("NFC");
+  } catch {
+    return null;
   }
 }

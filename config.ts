@@ -1,5 +1,5 @@
 // Every setting of the service, read from the environment with its documented default.
-import type { DbOptions } from "./db.ts";
+import { type DbOptions, isRemote } from "./db.ts";
 
 export interface Config {
   db: DbOptions;
@@ -18,6 +18,10 @@ export interface Config {
   maxWaitSeconds: number;
   maxWaits: number;
   maxWaitsPerClient: number;
+  maxWaitsPerRoom: number;
+  maxWaitsPerAddress: number;
+  /** How long reading one request body may take, in ms (0: no bound). */
+  bodyTimeoutMs: number;
   /** Requests per minute per client, or null when `SYNC_RATE_LIMIT=off`. */
   rateLimit: number | null;
   rateBurst: number;
@@ -33,9 +37,21 @@ export interface Config {
   /** How long the server keeps one event stream open (Val Town ends requests at 60 s). */
   streamSeconds: number;
   streamHeartbeatSeconds: number;
-  trustProxy: boolean;
   /** Tests: check every JSON answer against the schema its operation declares. */
   checkResponses: boolean;
+  /** The address `deno task start` binds: `SYNC_HOST`, else 127.0.0.1 in open mode, 0.0.0.0 in token mode. */
+  host: string;
+  /** Origins a browser page may call the API from: a list, or `*` for any. */
+  corsOrigins: "*" | string[];
+  /** `SYNC_PUBLIC_URL`: the base URL SKILL.md and the landing page show, instead of the Host header's. */
+  publicUrl: string | null;
+  /**
+   * How many proxies in front of the service append to `X-Forwarded-For`: the client is that
+   * many entries from the end. 0 (the default off Val Town): the connection's address.
+   */
+  trustProxy: number;
+  /** Where the limits that protect the service count: this process, or the shared database. */
+  limits: "memory" | "db";
 }
 
 function num(
@@ -85,6 +101,9 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     maxWaitSeconds: num(env, "SYNC_MAX_WAIT", 30),
     maxWaits: num(env, "SYNC_MAX_WAITS", 10_000),
     maxWaitsPerClient: num(env, "SYNC_MAX_WAITS_PER_CLIENT", 100),
+    maxWaitsPerRoom: num(env, "SYNC_MAX_WAITS_PER_ROOM", 1000),
+    maxWaitsPerAddress: num(env, "SYNC_MAX_WAITS_PER_ADDRESS", 1000),
+    bodyTimeoutMs: num(env, "SYNC_BODY_TIMEOUT_MS", 10_000),
     rateLimit: rate === "off" ? null : num(env, "SYNC_RATE_LIMIT", 1200, 1),
     rateBurst: num(env, "SYNC_RATE_BURST", 200, 1),
     roomsPerHour: num(env, "SYNC_ROOMS_PER_HOUR", 60, 1),
@@ -98,7 +117,69 @@ export function loadConfig(env: Record<string, string | undefined> = Deno.env.to
     wakePollMs: num(env, "SYNC_WAKE_POLL_MS", 250),
     streamSeconds: num(env, "SYNC_STREAM_SECONDS", 50, 1),
     streamHeartbeatSeconds: num(env, "SYNC_STREAM_HEARTBEAT_SECONDS", 15, 1),
-    trustProxy: env.SYNC_TRUST_PROXY === "1" || Boolean(env.valtown),
+    trustProxy: trustProxy(env),
+    limits: limitsMode(env),
     checkResponses: env.SYNC_CHECK_RESPONSES === "1",
+    host: env.SYNC_HOST || (auth === "open" ? "127.0.0.1" : "0.0.0.0"),
+    corsOrigins: origins(env.SYNC_CORS_ORIGINS, auth),
+    publicUrl: publicUrl(env.SYNC_PUBLIC_URL),
   };
+}
+
+/**
+ * `SYNC_CORS_ORIGINS`: a comma-separated list of origins, or `*`. Unset, token mode allows any
+ * origin (a page can do nothing without a token it was given) and open mode none (there, being
+ * able to reach the server is the only credential).
+ */
+function origins(raw: string | undefined, auth: "token" | "open"): "*" | string[] {
+  if (raw === undefined) return auth === "open" ? [] : "*";
+  if (raw.trim() === "*") return "*";
+  return raw.split(",").map((o) => o.trim()).filter((o) => o !== "").map((o) => {
+    let url: URL | undefined;
+    try {
+      url = new URL(o);
+    } catch { /* reported below */ }
+    if (!url || url.origin !== o.replace(/\/$/, "")) {
+      throw new Error(
+        `SYNC_CORS_ORIGINS: ${JSON.stringify(o)} is not an origin like https://app.example.com`,
+      );
+    }
+    return url.origin;
+  });
+}
+
+function publicUrl(raw: string | undefined): string | null {
+  if (!raw) return null;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch { /* reported below */ }
+  if (!url || !/^https?:$/.test(url.protocol) || url.search || url.hash) {
+    throw new Error(
+      `SYNC_PUBLIC_URL=${JSON.stringify(raw)} must be an http(s) URL like https://sync.example.com`,
+    );
+  }
+  return url.href.replace(/\/+$/, "");
+}
+
+function trustProxy(env: Record<string, string | undefined>): number {
+  const raw = env.SYNC_TRUST_PROXY;
+  if (raw === undefined || raw === "") return env.valtown ? 1 : 0;
+  if (!/^\d{1,2}$/.test(raw)) {
+    throw new Error(
+      `SYNC_TRUST_PROXY=${JSON.stringify(raw)} must be the number of proxies in front (0 to 99)`,
+    );
+  }
+  return Number(raw);
+}
+
+/** `SYNC_LIMITS`, by default `db` when instances share the database (remote libSQL, Val Town). */
+function limitsMode(env: Record<string, string | undefined>): "memory" | "db" {
+  const raw = env.SYNC_LIMITS;
+  if (raw === "memory" || raw === "db") return raw;
+  if (raw !== undefined && raw !== "") {
+    throw new Error(`SYNC_LIMITS must be "db" or "memory", not ${JSON.stringify(raw)}`);
+  }
+  const url = env.SYNC_DB ?? "";
+  return isRemote(url) || (!url && env.valtown) ? "db" : "memory";
 }

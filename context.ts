@@ -1,11 +1,12 @@
 // What every route shares: the configuration, the database, and who a request acts as in a room.
 import type { Context } from "npm:hono@^4.13.19";
 import { z } from "npm:zod@^4.6.7";
-import { RateLimiter, safeEqual, sha256, tokenKind } from "./auth.ts";
+import { AuthenticatedPairs, safeEqual, sha256, tokenKind } from "./auth.ts";
 import type { Config } from "./config.ts";
 import type { Db } from "./db.ts";
 import { ROOM_GONE, Waiters } from "./feed.ts";
 import { check, HttpError, idSchema, queryInt, readJson, readText, textSchema } from "./http.ts";
+import { createLimits, type Limits } from "./limits.ts";
 import type { Agent, AgentView } from "./models.ts";
 import * as q from "./schema.ts";
 import { agentView, type AnswerRows, type Secret } from "./answers.ts";
@@ -52,10 +53,10 @@ export class Api {
   readonly open: boolean;
   readonly waiters: Waiters;
   readonly in: ReturnType<typeof inputs>;
-  readonly limiter: RateLimiter | null;
-  readonly failures: RateLimiter | null;
-  readonly roomLimiter: RateLimiter;
-  readonly goodTokens = new Set<string>();
+  /** Rate, failure and room-creation budgets: in this process or the shared database. */
+  readonly limits: Limits | null;
+  /** The (token, room) pairs that authenticated: only these count as their own client. */
+  readonly authenticated = new AuthenticatedPairs();
   #seen = new Map<string, number>();
   /** Messages posted per room since this process last trimmed it. */
   #sinceTrim = new Map<string, number>();
@@ -63,15 +64,16 @@ export class Api {
 
   constructor(readonly config: Config, readonly db: () => Promise<Db>) {
     this.open = config.auth === "open";
-    this.waiters = new Waiters(db, config.wakePollMs, config.maxWaits, config.maxWaitsPerClient);
+    this.waiters = new Waiters(
+      db,
+      config.wakePollMs,
+      config.maxWaits,
+      config.maxWaitsPerClient,
+      config.maxWaitsPerRoom,
+      config.maxWaitsPerAddress,
+    );
     this.in = inputs(config);
-    this.limiter = config.rateLimit === null
-      ? null
-      : new RateLimiter(config.rateBurst, config.rateLimit / 60);
-    this.failures = config.rateLimit === null
-      ? null
-      : new RateLimiter(config.rateBurst, config.rateLimit / 60);
-    this.roomLimiter = new RateLimiter(config.roomsPerHour, config.roomsPerHour / 3600);
+    this.limits = createLimits(config, db);
     this.#trimEvery = Math.max(1, Math.min(256, Math.floor(config.maxMessages / 16)));
   }
 
@@ -178,7 +180,7 @@ export class Api {
     const hash = admin ? null : sha256(token);
     const room = await q.getRoomAuth(d, roomId, kind === "agent" ? hash : null);
     if (admin && room) return { room, actor: { kind: "admin" } };
-    if (!room) throw this.refused(c, roomId);
+    if (!room) throw await this.refused(c, roomId);
     if (kind === "room" && safeEqual(room.token_hash, hash!)) {
       return { room, actor: { kind: "room" } };
     }
@@ -189,15 +191,15 @@ export class Api {
       this.markSeen(d, roomId, room.agent_id);
       return { room, actor: { kind: "agent", agentId: room.agent_id } };
     }
-    throw this.refused(c, roomId);
+    throw await this.refused(c, roomId);
   }
 
   /**
-   * The answer to a token that opens nothing here; it spends its address's failure budget, so
-   * inventing a new token for each request does not escape the rate limit.
+   * The answer to a token that opens nothing here; its address's failure budget pays for it (in
+   * the middleware already, where the limits are this process's own).
    */
-  refused(c: Context<Env>, roomId: string): HttpError {
-    this.failures?.take(c.get("ip"));
+  async refused(c: Context<Env>, roomId: string): Promise<HttpError> {
+    await this.limits?.failed(c.get("ip"));
     return this.noRoom(roomId);
   }
 
@@ -300,8 +302,19 @@ export class Api {
     while (true) {
       const found = await read();
       const left = deadline - Date.now();
-      if (found.length > 0 || left <= 0 || c.req.raw.signal.aborted) return found;
-      const woke = await this.waiters.wait(room.id, rev, left, c.get("client"), c.req.raw.signal);
+      if (found.length > 0 || left <= 0 || c.req.raw.signal.aborted || this.waiters.closed) {
+        return found;
+      }
+      const { signal } = c.req.raw;
+      const woke = await this.waiters.wait(
+        room.id,
+        rev,
+        left,
+        c.get("client"),
+        signal,
+        false,
+        c.get("ip"),
+      );
       if (woke === ROOM_GONE) throw this.noRoom(room.id);
       if (woke !== null) rev = woke;
     }

@@ -1,6 +1,7 @@
 // The HTML a human sees: the landing page at `/` and the live room view at `/?room=<id>`.
 import type { Context } from "npm:hono@^4.13.19";
 import type { Config } from "./config.ts";
+import { publicOrigin } from "./origins.ts";
 import type { PageConfig } from "./dashboard_browser.ts";
 import { BASE_CSS, DASHBOARD_CSS, LANDING_CSS } from "./dashboard_assets.ts";
 import { landingScript, roomScript } from "./dashboard_script.ts";
@@ -86,7 +87,7 @@ export function dashboardPage(c: Context, roomId: string, config: Config): Respo
 /** The page at `/` in a browser: what this is, create a room, open a room. */
 export function landingPage(c: Context, config: Config): Response {
   const nonce = newNonce();
-  const origin = escape(new URL(c.req.url).origin);
+  const origin = escape(publicOrigin(c, config).base);
   const admin = config.auth === "token" && config.adminToken !== null;
   const readme = README_URL
     ? `the <a href="${escape(README_URL)}">README</a>`

@@ -40,13 +40,18 @@ const DEFAULT_DB_PATH = "./data/agent-sync.db";
 export async function openDb(opts: DbOptions = {}): Promise<Db> {
   const url = opts.url ?? "";
   if (!url && Deno.env.get("valtown")) return await openValTown();
-  if (/^(libsql|https?|wss?):\/\//.test(url)) return await openLibsql(url, opts);
+  if (isRemote(url)) return await openLibsql(url, opts);
   const path = url.startsWith("file:") ? fileUrlPath(url) : (url || DEFAULT_DB_PATH);
   if (path !== ":memory:") await ensureParentDir(path);
   if (opts.driver === "libsql") {
     return await openLibsql(path === ":memory:" ? ":memory:" : `file:${path}`, opts);
   }
   return await openEmbedded(path, opts.synchronous ?? "NORMAL");
+}
+
+/** Whether `SYNC_DB` names a libSQL server rather than a local file. */
+export function isRemote(url: string): boolean {
+  return /^(libsql|https?|wss?):\/\//.test(url);
 }
 
 function fileUrlPath(url: string): string {
@@ -126,20 +131,67 @@ async function openLibsql(url: string, opts: DbOptions): Promise<Db> {
   }
   return {
     driver: `@libsql/client (${url.replace(/\?.*/, "")})`,
-    execute: (stmt) => client.execute(stmt as never) as Promise<ResultSet>,
-    batch: (stmts, mode = "deferred") => client.batch(stmts as never, mode) as Promise<ResultSet[]>,
+    execute: (stmt) => retryBusy(() => client.execute(stmt as never) as Promise<ResultSet>),
+    batch: (stmts, mode = "deferred") =>
+      retryBusy(() => client.batch(stmts as never, mode) as Promise<ResultSet[]>),
     close: () => client.close(),
   };
+}
+
+/**
+ * Runs `fn` again when the database answers SQLITE_BUSY. A libSQL server (sqld) sometimes does
+ * when writers contend, where a local file's busy_timeout would have waited; the statement or
+ * batch did not apply, so trying it again is safe.
+ */
+export async function retryBusy<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? "";
+      if (!code.startsWith("SQLITE_BUSY") || attempt >= 8) throw err;
+      await new Promise((r) => setTimeout(r, (2 ** attempt) * (2 + Math.random() * 3)));
+    }
+  }
 }
 
 async function openValTown(): Promise<Db> {
   // Imported only on Val Town: the module cannot be reached from anywhere else.
   const specifier = "https://esm.town/v/std/sqlite/main.ts";
-  const { sqlite } = await import(specifier);
+  const mod = await import(specifier);
+  // Documented as `import { sqlite }`, shown elsewhere as a default export: take either.
+  const sqlite = mod.sqlite ?? mod.default;
+  if (typeof sqlite?.execute !== "function" || typeof sqlite?.batch !== "function") {
+    throw new Error(`${specifier} exports neither "sqlite" nor a default with execute and batch`);
+  }
   return {
     driver: "Val Town std/sqlite",
     execute: (stmt) => sqlite.execute(stmt),
     batch: (stmts, mode = "deferred") => sqlite.batch(stmts, mode),
     close: () => {},
   };
+}
+
+/**
+ * What a driver's error says about the storage: `full` (SQLITE_FULL: disk or quota full),
+ * `busy` (SQLITE_BUSY or SQLITE_LOCKED past the busy timeout), or null for anything else.
+ * node:sqlite throws `{ code: "ERR_SQLITE_ERROR", message: "database or disk is full" }` (newer
+ * versions add `errcode`); @libsql/client throws `{ code: "SQLITE_FULL", rawCode: 13 }`.
+ */
+export function storageFault(err: unknown): "full" | "busy" | null {
+  if (typeof err !== "object" || err === null) return null;
+  const e = err as { code?: unknown; rawCode?: unknown; errcode?: unknown; message?: unknown };
+  const primary = [e.rawCode, e.errcode].find((n) => typeof n === "number") as number | undefined;
+  const code = typeof e.code === "string" ? e.code : "";
+  const message = typeof e.message === "string" ? e.message : "";
+  if (
+    primary !== undefined && (primary & 0xff) === 13 || code.startsWith("SQLITE_FULL") ||
+    /\bdatabase or disk is full\b|\bSQLITE_FULL\b/.test(message)
+  ) return "full";
+  if (
+    primary !== undefined && [5, 6].includes(primary & 0xff) ||
+    /^SQLITE_(BUSY|LOCKED)/.test(code) ||
+    /\bdatabase (table )?is locked\b|\bSQLITE_(BUSY|LOCKED)\b/.test(message)
+  ) return "busy";
+  return null;
 }

@@ -9,6 +9,9 @@ interface Waiter {
   wake: (rev: number | null) => void;
 }
 
+/** Who holds a wait: each cap counts one of these. */
+type Keys = { client: string; room: string; address: string };
+
 /** The revision reported for a room that no longer exists. */
 export const ROOM_GONE = Number.MAX_SAFE_INTEGER;
 
@@ -17,8 +20,13 @@ export class Waiters {
   #rooms = new Map<string, Set<Waiter>>();
   /** The newest revision notified per room, for a wait that starts just after a write. */
   #latest = new Map<string, number>();
-  #perClient = new Map<string, number>();
+  #held = {
+    client: new Map<string, number>(),
+    room: new Map<string, number>(),
+    address: new Map<string, number>(),
+  };
   #total = 0;
+  #closed = false;
   #timer: ReturnType<typeof setInterval> | undefined;
   #polling = false;
   /** Per room, the revision at which its earliest pending expiry was read, and that expiry. */
@@ -31,13 +39,14 @@ export class Waiters {
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   #expiryArmedAt = Infinity;
   #expiring = false;
-  #closed = false;
 
   constructor(
     readonly db: () => Promise<Db>,
     readonly pollMs: number,
     readonly maxTotal: number,
     readonly maxPerClient: number,
+    readonly maxPerRoom = Infinity,
+    readonly maxPerAddress = Infinity,
   ) {}
 
   get size(): number {
@@ -70,20 +79,22 @@ export class Waiters {
    * when the client or the server holds too many already. Call the returned function once, when
    * the stream ends.
    */
-  reserve(client: string): () => void {
-    this.#admit(client);
+  reserve(client: string, roomId: string, address = client): () => void {
+    const keys = { client, room: roomId, address };
+    this.#admit(keys);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      this.#leave(client);
+      this.#leave(keys);
     };
   }
 
   /**
    * Resolves with the revision that passed `after`, or with null when `ms` pass or `signal`
-   * aborts first. Throws 429 when the client or the server holds too many waits already, unless
-   * `reserved` says the caller holds a slot from `reserve`.
+   * aborts first. Throws 429 when the client, its address, the room or the server holds too many
+   * waits already (so that no one of them can take every slot), unless `reserved` says the
+   * caller holds a slot from `reserve`.
    */
   wait(
     roomId: string,
@@ -92,11 +103,13 @@ export class Waiters {
     client: string,
     signal?: AbortSignal,
     reserved = false,
+    address = client,
   ): Promise<number | null> {
     const latest = this.#latest.get(roomId) ?? 0;
     if (latest > after) return Promise.resolve(latest);
     if (this.#closed) return Promise.resolve(null);
-    if (!reserved) this.#admit(client);
+    const keys = { client, room: roomId, address };
+    if (!reserved) this.#admit(keys);
     return new Promise<number | null>((resolve) => {
       let set = this.#rooms.get(roomId);
       if (!set) this.#rooms.set(roomId, set = new Set());
@@ -105,7 +118,7 @@ export class Waiters {
         signal?.removeEventListener("abort", stop);
         if (!set.delete(waiter)) return;
         if (set.size === 0) this.#rooms.delete(roomId);
-        if (!reserved) this.#leave(client);
+        if (!reserved) this.#leave(keys);
         resolve(rev);
       };
       const stop = () => done(null);
@@ -118,27 +131,30 @@ export class Waiters {
     });
   }
 
-  #admit(client: string) {
-    const mine = this.#perClient.get(client) ?? 0;
-    if (this.#total >= this.maxTotal || mine >= this.maxPerClient) {
-      const who = mine >= this.maxPerClient ? "this client" : "the server";
+  #admit(keys: Keys) {
+    const full = ([
+      ["client", "this client", this.maxPerClient, "SYNC_MAX_WAITS_PER_CLIENT"],
+      ["room", "this room", this.maxPerRoom, "SYNC_MAX_WAITS_PER_ROOM"],
+      ["address", "this address", this.maxPerAddress, "SYNC_MAX_WAITS_PER_ADDRESS"],
+    ] as const).find(([kind, , max]) => (this.#held[kind].get(keys[kind]) ?? 0) >= max) ??
+      (this.#total >= this.maxTotal
+        ? [null, "the server", this.maxTotal, "SYNC_MAX_WAITS"] as const
+        : null);
+    if (full) {
+      const [, who, max, setting] = full;
       throw new HttpError(
         429,
         "too_many_waits",
-        `Too many waiting requests for ${who}: retry without wait, or after one returns`,
-        { max_waits: mine >= this.maxPerClient ? this.maxPerClient : this.maxTotal },
+        `Too many waiting requests for ${who} (at most ${max}, ${setting}): retry without wait, or after one returns`,
+        { max_waits: max },
         { "Retry-After": "1" },
       );
     }
-    this.#total++;
-    this.#perClient.set(client, mine + 1);
+    this.#count(keys, 1);
   }
 
-  #leave(client: string) {
-    this.#total--;
-    const left = (this.#perClient.get(client) ?? 1) - 1;
-    if (left > 0) this.#perClient.set(client, left);
-    else this.#perClient.delete(client);
+  #leave(keys: Keys) {
+    this.#count(keys, -1);
     if (this.#total === 0) this.#stopPolling();
   }
 
@@ -165,6 +181,16 @@ export class Waiters {
       console.error("expiry failed:", err);
     }
     return rev;
+  }
+
+  #count(keys: Keys, delta: 1 | -1) {
+    this.#total += delta;
+    for (const kind of ["client", "room", "address"] as const) {
+      const map = this.#held[kind];
+      const n = (map.get(keys[kind]) ?? 0) + delta;
+      if (n > 0) map.set(keys[kind], n);
+      else map.delete(keys[kind]);
+    }
   }
 
   /** Answers every held request now and stops polling, for shutdown. */

@@ -2,6 +2,7 @@
 import type { Context } from "npm:hono@^4.13.19";
 import type { ContentfulStatusCode } from "npm:hono@^4.13.19/utils/http-status";
 import { z } from "npm:zod@^4.6.7";
+import { storageFault } from "./db.ts";
 
 /** An error a client can act on; rendered as `{ error, message, status, ...details }`. */
 export class HttpError extends Error {
@@ -23,9 +24,31 @@ export function errorBody(err: HttpError) {
 /** Any JSON value, required to be present. */
 export const json = z.custom<unknown>((v) => v !== undefined, { message: "Required" });
 
-/** Ids in paths and bodies: no control characters, spaces or URL delimiters. */
+/**
+ * Characters that change how text around them is shown without being seen: direction overrides
+ * and isolates, zero-width spaces and marks, invisible fillers and tag characters. Joiners
+ * (U+200C, U+200D) and variation selectors stay allowed: scripts and emoji need them.
+ */
+const INVISIBLE =
+  /[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b\u200e\u200f\u202a-\u202e\u2060-\u206f\u3164\ufeff\uffa0\ufff9-\ufffb]|[\u{e0000}-\u{e007f}]/u;
+
+function invisibleMessage(s: string): string {
+  const c = INVISIBLE.exec(s)?.[0] ?? "";
+  const code = c.codePointAt(0)?.toString(16).toUpperCase().padStart(4, "0");
+  return `must not contain invisible or text-direction characters (found U+${code})`;
+}
+
+/**
+ * Ids in paths and bodies: normalised to NFC (so the composed and decomposed spellings of one id
+ * are one id), with no control, invisible or direction characters, spaces or URL delimiters.
+ */
 export function idSchema(max: number) {
   return z.string()
+    .overwrite((s) => s.normalize("NFC"))
+    .refine((s) => !INVISIBLE.test(s), {
+      error: (iss) => invisibleMessage(String(iss.input)),
+      abort: true,
+    })
     .min(1, "must not be empty")
     .max(max, `must be at most ${max} characters`)
     .regex(
@@ -34,12 +57,13 @@ export function idSchema(max: number) {
     );
 }
 
+/** Names, keys and other short labels: no control, invisible or direction characters. */
 export function textSchema(max: number) {
   return z.string().max(max, `must be at most ${max} characters`).refine(
     // deno-lint-ignore no-control-regex
     (s) => !/[\x00-\x08\x0b-\x1f\x7f]/.test(s) && s.isWellFormed(),
     "must not contain control characters or unpaired surrogates",
-  );
+  ).refine((s) => !INVISIBLE.test(s), { error: (iss) => invisibleMessage(String(iss.input)) });
 }
 
 // Field names that users of similar APIs reach for, mapped to ours.
@@ -146,32 +170,21 @@ export function check<T extends z.ZodType>(
 }
 
 const bodies = new WeakMap<Request, string>();
+/** Requests whose body was given up on: their read failing later is no news. */
+const abandoned = new WeakSet<Request>();
 
-/** Reads the request body as UTF-8 text, at most `maxBytes`, chunked or not; read once, kept. */
-export async function readText(req: Request, maxBytes: number): Promise<string> {
+/**
+ * Reads the request body as UTF-8 text, at most `maxBytes`, chunked or not; read once, kept.
+ * With `timeoutMs`, a body still arriving after that long is refused with 408.
+ */
+export async function readText(req: Request, maxBytes: number, timeoutMs = 0): Promise<string> {
   const kept = bodies.get(req);
   if (kept !== undefined) return kept;
   const declared = Number(req.headers.get("content-length") ?? NaN);
   if (declared > maxBytes) throw tooLarge(maxBytes);
   let text = "";
   if (req.body) {
-    let all: Uint8Array;
-    if (declared >= 0) {
-      // A declared length, checked above: one read, no stream loop (much cheaper in Deno).
-      all = new Uint8Array(await req.arrayBuffer());
-      if (all.byteLength > maxBytes) throw tooLarge(maxBytes);
-    } else {
-      const chunks: Uint8Array[] = [];
-      let size = 0;
-      for await (const chunk of req.body) {
-        size += chunk.byteLength;
-        if (size > maxBytes) throw tooLarge(maxBytes);
-        chunks.push(chunk);
-      }
-      all = new Uint8Array(size);
-      let offset = 0;
-      for (const chunk of chunks) all.set(chunk, offset), offset += chunk.byteLength;
-    }
+    const all = await withDeadline(readBytes(req, maxBytes, declared), timeoutMs, req);
     try {
       text = new TextDecoder("utf-8", { fatal: true }).decode(all);
     } catch {
@@ -182,16 +195,99 @@ export async function readText(req: Request, maxBytes: number): Promise<string> 
   return text;
 }
 
+async function readBytes(req: Request, maxBytes: number, declared: number): Promise<Uint8Array> {
+  try {
+    if (declared >= 0) {
+      // A declared length, checked above: one read, no stream loop (much cheaper in Deno).
+      const all = new Uint8Array(await req.arrayBuffer());
+      if (all.byteLength > maxBytes) throw tooLarge(maxBytes);
+      return all;
+    }
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of req.body!) {
+      size += chunk.byteLength;
+      if (size > maxBytes) throw tooLarge(maxBytes);
+      chunks.push(chunk);
+    }
+    const all = new Uint8Array(size);
+    let offset = 0;
+    for (const chunk of chunks) all.set(chunk, offset), offset += chunk.byteLength;
+    return all;
+  } catch (err) {
+    if (err instanceof HttpError) throw err;
+    // The client went away mid-upload: nobody is left to read an answer, so one line will do.
+    if (!abandoned.has(req)) {
+      console.warn(`request body aborted: ${req.method} ${new URL(req.url).pathname}: ${err}`);
+    }
+    throw new HttpError(
+      400,
+      "invalid_body",
+      "Cannot read body: the connection closed before the whole body arrived",
+    );
+  }
+}
+
+async function withDeadline<T>(work: Promise<T>, ms: number, req: Request): Promise<T> {
+  if (!(ms > 0)) return await work;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const overdue = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      abandoned.add(req);
+      req.body?.cancel().catch(() => {}); // a locked stream refuses; the closed connection ends it
+      reject(
+        new HttpError(
+          408,
+          "request_timeout",
+          `Request body did not arrive within ${ms} ms (SYNC_BODY_TIMEOUT_MS): send it at once`,
+          { timeout_ms: ms },
+        ),
+      );
+    }, ms);
+  });
+  try {
+    return await Promise.race([work, overdue]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Whether a Content-Type names JSON (`application/json` or `application/*+json`). */
+export function isJsonType(type: string): boolean {
+  return /^application\/([\w.+-]*\+)?json\s*(;|$)/i.test(type);
+}
+
+/**
+ * Refuses a write whose body is not declared JSON: a Content-Type other than JSON, or a body
+ * without one. A cross-site form or beacon can send neither without the browser asking first.
+ * A write without a body and without a Content-Type passes (`curl -X POST` sends none).
+ * Reads the body (once, kept) within `timeoutMs`.
+ */
+export async function checkWriteBody(
+  req: Request,
+  maxBytes: number,
+  timeoutMs: number,
+): Promise<void> {
+  const type = req.headers.get("content-type");
+  if (type !== null && !isJsonType(type)) throw unsupportedType(type);
+  const text = await readText(req, maxBytes, timeoutMs);
+  if (type === null && text !== "") throw unsupportedType(null);
+}
+
+function unsupportedType(type: string | null) {
+  return new HttpError(
+    415,
+    "unsupported_media_type",
+    type === null
+      ? "Cannot read a body without a Content-Type: send JSON with Content-Type: application/json"
+      : `Cannot read body of type "${type}": send JSON with Content-Type: application/json`,
+  );
+}
+
 /** Reads the request body as a JSON object. */
 export async function readJson(c: Context, maxBytes: number, maxDepth: number): Promise<unknown> {
   const type = c.req.header("content-type");
-  if (type && !/^application\/([\w.+-]*\+)?json\b/i.test(type)) {
-    throw new HttpError(
-      415,
-      "unsupported_media_type",
-      `Cannot read body of type "${type}": send JSON with Content-Type: application/json`,
-    );
-  }
+  if (type && !isJsonType(type)) throw unsupportedType(type);
   const text = await readText(c.req.raw, maxBytes);
   if (text.trim() === "") {
     throw new HttpError(
@@ -202,9 +298,10 @@ export async function readJson(c: Context, maxBytes: number, maxDepth: number): 
   }
   let value: unknown;
   try {
-    // Numbers beyond a double would silently become null when stored: refuse them instead.
-    value = /\d[eE][+]?\d{3}|\d{309}/.test(text) ? JSON.parse(text, finiteOnly) : JSON.parse(text);
+    // Only a body with a long digit run or an exponent can hold a number JSON cannot carry.
+    value = /\d{16}|\d[eE]/.test(text) ? JSON.parse(text, exactNumbers) : JSON.parse(text);
   } catch (err) {
+    if (err instanceof HttpError) throw err;
     throw new HttpError(
       400,
       "invalid_json",
@@ -233,9 +330,27 @@ function nestedDeeper(value: unknown, levels: number): boolean {
   return false;
 }
 
-function finiteOnly(_key: string, v: unknown) {
-  if (typeof v === "number" && !Number.isFinite(v)) {
-    throw new Error("a number is too large to represent (beyond ±1.8e308)");
+/**
+ * Refuses a number that would not come back as sent: beyond a double (stored as null), so small
+ * it becomes 0, or an integer past 2^53 (its last digits would change).
+ */
+function exactNumbers(key: string, v: unknown, context?: { source?: string }) {
+  if (typeof v !== "number") return v;
+  const source = context?.source ?? String(v);
+  const shown = source.length > 24 ? `${source.slice(0, 12)}…${source.slice(-8)}` : source;
+  const where = /^\d+$/.test(key) ? "" : ` in field "${key}"`;
+  const refuse = (why: string) =>
+    new HttpError(400, "invalid_body", `Invalid body: the number ${shown}${where} ${why}`, {
+      number: shown,
+    });
+  if (!Number.isFinite(v)) throw refuse("is too large to represent (beyond ±1.8e308)");
+  if (v === 0 && /[1-9]/.test(source.split(/[eE]/)[0])) {
+    throw refuse("is too small to represent (it would become 0)");
+  }
+  if (/^-?\d+$/.test(source) && !Number.isSafeInteger(v)) {
+    throw refuse(
+      "is an integer beyond 2^53 (9007199254740991), which JSON numbers cannot carry exactly: send it as a string",
+    );
   }
   return v;
 }
@@ -266,4 +381,37 @@ export function checkSize(field: string, value: unknown, max: number) {
       { field, max_bytes: max },
     );
   }
+}
+
+/** The answer to a storage failure the client can wait out or an operator can fix, or null. */
+export function storageError(err: unknown): HttpError | null {
+  const fault = storageFault(err);
+  if (fault === "full") {
+    return new HttpError(
+      507,
+      "insufficient_storage",
+      "The server's database disk is full, so nothing was written: retry later, or (if you run this server) free disk space or raise the database's quota",
+    );
+  }
+  if (fault === "busy") {
+    return new HttpError(
+      503,
+      "database_busy",
+      "The database stayed locked by another writer past the busy timeout, so nothing was written: retry after a second",
+      { retry_after: 1 },
+      { "Retry-After": "1" },
+    );
+  }
+  return null;
+}
+
+/** The answer to a request that arrives while the server stops. */
+export function stoppingError(): HttpError {
+  return new HttpError(
+    503,
+    "server_stopping",
+    "The server is stopping: retry in a moment",
+    { retry_after: 1 },
+    { "Retry-After": "1" },
+  );
 }

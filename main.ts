@@ -1,16 +1,18 @@
 // The agent-sync HTTP API: one Hono app composed of the resource modules in routes/; `deno task start` serves it, Val Town imports it.
 import { type Context, Hono } from "npm:hono@^4.13.19";
 import { z } from "npm:zod@^4.6.7";
-import { sha256, tokenKind } from "./auth.ts";
+import { roomOfPath, sha256, tokenKind } from "./auth.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { type Access, Api, BEARER, type Env } from "./context.ts";
 import { dashboardPage, landingPage } from "./dashboard.ts";
 import { type Db, openDb } from "./db.ts";
 import type { Waiters } from "./feed.ts";
-import { errorBody, HttpError } from "./http.ts";
+import { checkWriteBody, errorBody, HttpError, readText, storageError } from "./http.ts";
 import { idempotency } from "./idempotency.ts";
+import { clientAddress, describeClientAddress } from "./limits.ts";
 import { HealthSchema } from "./models.ts";
 import { openApiDocument } from "./openapi.ts";
+import { corsHeaders, preflight, publicOrigin } from "./origins.ts";
 import { checkError, mount, type Operation, operation } from "./operation.ts";
 import { agentOperations } from "./routes/agents.ts";
 import { changeOperations } from "./routes/changes.ts";
@@ -18,7 +20,10 @@ import { messageOperations } from "./routes/messages.ts";
 import { roomOperations } from "./routes/rooms.ts";
 import { stateOperations } from "./routes/state.ts";
 import * as q from "./schema.ts";
+import { serve } from "./serve.ts";
 import { skillFor } from "./skill.ts";
+
+const WRITES = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
 export interface Service {
   app: Hono<Env>;
@@ -68,30 +73,24 @@ export function createService(config: Config = loadConfig()): Service {
   const app = new Hono<Env>();
 
   app.use("*", async (c, next) => {
-    const forwarded = config.trustProxy
-      // The entry the proxy itself appended: the ones before it are the client's to write.
-      ? c.req.header("x-forwarded-for")?.split(",").at(-1)?.trim()
-      : undefined;
-    const ip = forwarded ?? c.env?.remoteAddr?.hostname ?? "local";
+    const forwarded = c.req.header("x-forwarded-for");
+    const ip = clientAddress(forwarded, config.trustProxy, c.env?.remoteAddr?.hostname);
     // A well-formed token is its own client; anything else counts against the address.
     const token = BEARER.exec(c.req.header("authorization") ?? "")?.[1];
     const client = token && (tokenKind(token) || api.isAdmin(token)) ? `t:${token}` : `ip:${ip}`;
     c.set("client", client);
     c.set("ip", ip);
     const origin = c.req.header("origin");
-    const cors: Record<string, string> = origin
-      ? {
-        "Access-Control-Allow-Origin": "*",
-        "Access-Control-Expose-Headers":
-          "Retry-After, RateLimit, RateLimit-Policy, Idempotent-Replayed, X-Next-Cursor, Link",
-      }
-      : {};
-    if (api.limiter) {
-      // Tokens that opened nothing spend their address's budget of failures, so inventing a
-      // new token for each request does not escape the limit; tokens that worked never do.
-      const r = token && !api.goodTokens.has(token) && !api.failures!.has(ip)
-        ? api.failures!.take(ip)
-        : api.limiter.take(client);
+    const cors = corsHeaders(origin, config.corsOrigins);
+    // A token spends its own budget only on a room it authenticated on. Until then each request
+    // spends one of its address's failures, given back when the token authenticates, so
+    // inventing tokens (or reusing one that only ever opened /health) gains nothing.
+    const roomId = roomOfPath(c.req.path);
+    const proven = !client.startsWith("t:") || api.isAdmin(token!) ||
+      roomId !== null && api.authenticated.has(token!, roomId);
+    const unproven = api.limits !== null && !proven && roomId !== null;
+    if (api.limits) {
+      const r = await api.limits.request(proven || unproven ? client : `ip:${ip}`, ip, unproven);
       if (!r.ok) {
         throw new HttpError(
           429,
@@ -109,33 +108,35 @@ export function createService(config: Config = loadConfig()): Service {
         );
       }
     }
-    if (origin && c.req.method === "OPTIONS") {
-      return c.body(null, 204, {
-        "Access-Control-Allow-Origin": "*",
-        "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-        "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
-        "Access-Control-Max-Age": "86400",
+    if (origin && c.req.method === "OPTIONS") return preflight(origin, cors);
+    if (WRITES.has(c.req.method)) {
+      await checkWriteBody(c.req.raw, config.maxBodyBytes, config.bodyTimeoutMs).catch((err) => {
+        if (err instanceof HttpError) Object.assign(err.headers, cors);
+        throw err;
       });
     }
     c.set("db", await db());
     await next();
-    if (api.limiter && token) {
-      if (c.res.status < 400 && !api.goodTokens.has(token)) {
-        if (api.goodTokens.size > 100_000) api.goodTokens.clear();
-        api.goodTokens.add(token);
-      }
+    // Every route under /rooms/:id authenticates before it can answer below 400.
+    if (!proven && roomId !== null && c.res.status < 400) {
+      api.authenticated.add(token!, roomId);
+      if (unproven) api.limits!.proved(ip);
     }
-    for (const [name, value] of Object.entries(cors)) c.res.headers.set(name, value);
+    for (const [name, value] of Object.entries(cors)) {
+      if (name === "Vary") c.res.headers.append(name, value);
+      else c.res.headers.set(name, value);
+    }
     if (Date.now() - lastSweep > 60_000) sweep().catch((err) => console.error("sweep:", err));
   });
 
   app.use("*", idempotency(config));
 
   app.onError((err, c) => {
-    if (err instanceof HttpError) {
-      const body = errorBody(err);
+    const known = err instanceof HttpError ? err : storageError(err);
+    if (known) {
+      const body = errorBody(known);
       if (config.checkResponses) checkError(body);
-      return c.json(body, err.status, err.headers);
+      return c.json(body, known.status, known.headers);
     }
     console.error(err);
     return c.json({
@@ -177,10 +178,11 @@ export function createService(config: Config = loadConfig()): Service {
     ];
   }
 
-  const skill = (c: Context<Env>) =>
-    c.body(skillFor(new URL(c.req.url), config, { routes: operations }), 200, {
-      "Content-Type": "text/markdown; charset=utf-8",
-    });
+  const skill = (c: Context<Env>) => {
+    const { base, headers } = publicOrigin(c, config);
+    const doc = skillFor(new URL(c.req.url), config, { routes: operations, base });
+    return c.body(doc, 200, { "Content-Type": "text/markdown; charset=utf-8", ...headers });
+  };
   const markdown = { description: "SKILL.md", contentType: "text/markdown" };
   const pages = [
     operation({
@@ -267,7 +269,7 @@ export function createService(config: Config = loadConfig()): Service {
           );
         }
         const found = await q.findTokenRoom(c.get("db"), sha256(token));
-        if (!found) throw api.refused(c, "(the token's room)");
+        if (!found) throw await api.refused(c, "(the token's room)");
         return await mcp(c, found.roomId, await api.access(c, found.roomId));
       },
     }),
@@ -289,7 +291,15 @@ export function createService(config: Config = loadConfig()): Service {
   async function mcp(c: Context<Env>, roomId: string, access: Access, agent?: string) {
     const { serveMcp } = await import("./mcp.ts");
     const actor = access.actor;
-    return serveMcp(c.req.raw, {
+    // The body was read (and checked) by the middleware: hand the SDK a fresh request with it.
+    const raw = c.req.raw;
+    const req = new Request(raw.url, {
+      method: raw.method,
+      headers: raw.headers,
+      body: await readText(raw, config.maxBodyBytes),
+      signal: raw.signal,
+    });
+    return serveMcp(req, {
       roomId,
       agentId: actor.kind === "agent" ? actor.agentId : api.open ? agent ?? null : null,
       readOnly: actor.kind === "view",
@@ -324,23 +334,8 @@ export function createService(config: Config = loadConfig()): Service {
 
 const service = createService();
 export default service.fetch;
+if (import.meta.main || Deno.env.get("valtown")) describeClientAddress(loadConfig());
 
 if (import.meta.main) {
-  const port = Number(Deno.env.get("PORT") ?? 8000);
-  const hostname = Deno.env.get("SYNC_HOST") ?? "0.0.0.0";
-  const d = await service.db();
-  const config = loadConfig();
-  const mode = config.auth === "open"
-    ? "OPEN (no tokens: every room readable and writable by anyone who can reach this server)"
-    : config.adminToken
-    ? "token (room creation needs SYNC_ADMIN_TOKEN)"
-    : "token";
-  Deno.serve({
-    port,
-    hostname,
-    onListen: ({ port }) =>
-      console.log(
-        `agent-sync listening on http://localhost:${port}  auth: ${mode}  db: ${d.driver}`,
-      ),
-  }, service.fetch);
+  await serve(service, loadConfig(), Number(Deno.env.get("PORT") ?? 8000));
 }

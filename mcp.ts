@@ -229,6 +229,8 @@ export async function serveMcp(req: Request, binding: Binding, operations: Opera
     for (const tool of list) {
       if (b.readOnly && !tool.readOnly) continue;
       if (tool.name === "read_inbox" && b.agentId === null) continue;
+      // Registering others needs the room token; an agent's session has no use for it.
+      if (tool.name === "register_agent" && b.agentId !== null) continue;
       server.registerTool(
         tool.name,
         {

@@ -110,6 +110,16 @@ const MIGRATIONS: string[][] = [[
   `CREATE INDEX IF NOT EXISTS messages_to ON messages (room_id, to_agent, id)
     WHERE to_agent IS NOT NULL`,
 ], [
+  // Fixed-window counters for the limits instances share (limits.ts): one row per budget,
+  // client and window, removed once the window is over.
+  `CREATE TABLE limit_windows (
+    bucket TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    hits INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (bucket, window_end)
+  ) WITHOUT ROWID`,
+  `CREATE INDEX limit_windows_end ON limit_windows (window_end)`,
+], [
   // An Idempotency-Key's record now commits in its write's own batch, with the answer as the
   // written rows (`op` names how to shape them) and any minted token encrypted in `secret`.
   // Reservations the old three-step scheme left pending cannot be told apart: forget them.
@@ -1289,4 +1299,38 @@ export async function listStatePage(
     const last = entries[entries.length - 1];
     after = { scope: last.scope, key: last.key };
   }
+}
+
+/**
+ * Counts `count` hits in a window and returns the window's hits; or counts nothing and returns
+ * null when `unless` names a window already holding `max` hits.
+ */
+export async function countHit(
+  db: Db,
+  bucket: string,
+  windowEnd: string,
+  count = 1,
+  unless: { bucket: string; windowEnd: string; max: number } | null = null,
+): Promise<number | null> {
+  const rs = await db.execute({
+    sql: `INSERT INTO limit_windows (bucket, window_end, hits)
+      SELECT ?, ?, ? WHERE (SELECT coalesce(max(o.hits), 0) FROM limit_windows AS o
+        WHERE o.bucket = ? AND o.window_end = ?) < ?
+      ON CONFLICT (bucket, window_end) DO UPDATE SET hits = hits + excluded.hits
+      RETURNING hits`,
+    args: [
+      bucket,
+      windowEnd,
+      count,
+      unless?.bucket ?? "",
+      unless?.windowEnd ?? "",
+      unless?.max ?? 1,
+    ],
+  });
+  const row = objects(rs)[0];
+  return row ? Number(row.hits) : null;
+}
+
+export async function expireLimitWindows(db: Db, before: string): Promise<void> {
+  await db.execute({ sql: "DELETE FROM limit_windows WHERE window_end <= ?", args: [before] });
 }

@@ -17,11 +17,13 @@ export interface SkillOptions {
   routes?: readonly RouteSummary[];
   /** Whether to show the MCP set-up; by default, whether `routes` has POST /mcp. */
   mcp?: boolean;
+  /** The server's base URL as agents reach it; by default the request URL's origin. */
+  base?: string;
 }
 
 /** What `GET /SKILL.md` answers: the short guide, `?full` everything, `?section=` one part. */
 export function skillFor(url: URL, config: Config, options: SkillOptions = {}): string {
-  const base = url.origin;
+  const base = options.base ?? url.origin;
   const section = url.searchParams.get("section");
   if (section !== null) {
     if (!(SECTIONS as readonly string[]).includes(section)) {

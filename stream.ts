@@ -12,6 +12,8 @@ export interface StreamOptions {
   waiters: Waiters;
   /** Who holds the stream, for the held-request caps. */
   client: string;
+  /** The client's address, for the held-request cap per address. */
+  address?: string;
   /** Aborts when the client goes away. */
   signal: AbortSignal;
   /** The server ends the stream after this long; the client reconnects with Last-Event-ID. */
@@ -86,7 +88,7 @@ export function streamCursor(lastEventId: string | undefined, after: number): nu
  * whose data is the error the poll would answer.
  */
 export function changeStream(o: StreamOptions): Response {
-  const release = o.waiters.reserve(o.client);
+  const release = o.waiters.reserve(o.client, o.roomId, o.address);
   const encoder = new TextEncoder();
   const stop = new AbortController();
   const onAbort = () => stop.abort();

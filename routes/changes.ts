@@ -40,6 +40,7 @@ export function changeOperations(api: Api) {
             after: from,
             waiters: api.waiters,
             client: c.get("client"),
+            address: c.get("ip"),
             signal: c.req.raw.signal,
             seconds: api.config.streamSeconds,
             heartbeatSeconds: api.config.streamHeartbeatSeconds,

@@ -51,6 +51,10 @@ export function roomOperations(api: Api) {
       handler: async (c, { body: b }) => {
         const token = api.open ? null : api.bearer(c);
         const admin = api.isAdmin(token);
+        // A locked server still lets a room's own token join it; all else needs the admin token,
+        // and a refused join answers 401 like a refused creation, revealing no room ids.
+        const locked = !api.open && api.config.adminToken !== null && !admin;
+        if (locked && token === null) throw adminNeeded("Creating rooms");
         checkSize("meta", b.meta ?? null, api.config.maxValueBytes);
         const roomId = b.id ?? crypto.randomUUID();
         const d = c.get("db");
@@ -58,18 +62,16 @@ export function roomOperations(api: Api) {
         if (existing) {
           if (!api.open) {
             await api.access(c, roomId).catch(() => {
-              throw roomExists(roomId);
+              throw locked ? adminNeeded("Creating rooms") : roomExists(roomId);
             });
           }
           const { id: rid, created_at, meta, rev } = existing;
           return c.json({ id: rid, created_at, meta, rev }, 200);
         }
-        if (!api.open && api.config.adminToken !== null && !admin) {
-          throw adminNeeded("Creating rooms");
-        }
-        if (!admin) {
-          const r = api.roomLimiter.take(c.get("ip"));
-          if (!r.ok && api.config.rateLimit !== null) {
+        if (locked) throw adminNeeded("Creating rooms");
+        if (!admin && api.limits) {
+          const r = await api.limits.room(c.get("ip"));
+          if (!r.ok) {
             throw new HttpError(
               429,
               "rate_limited",

@@ -113,6 +113,13 @@ browserTest(
         feed.push({ url: r.url(), stream: isStream(r.headers()) });
       }
     });
+    // A server without the event stream answers a stream request with the JSON page.
+    await page.route((url) => url.pathname === `/rooms/${room.id}/changes`, async (route) => {
+      if (!isStream(route.request().headers())) return route.continue().catch(() => {});
+      const after = new URL(route.request().url()).searchParams.get("after");
+      const json = await server.ok("GET", `/rooms/${room.id}/changes?after=${after}`, room.token);
+      await route.fulfill({ json }).catch(() => {});
+    });
     await t.open(room, room.view_token);
     const m = await server.ok("POST", `/rooms/${room.id}/messages`, room.token, { body: "hi" });
     await page.locator(`#m${m.id}`).waitFor(WAIT);

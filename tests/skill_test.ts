@@ -504,6 +504,10 @@ Deno.test("every error code the skill document names is one the server sends, an
       "feed.ts",
       "idempotency.ts",
       "skill.ts",
+      "serve.ts",
+      "origins.ts",
+      "stream.ts",
+      "digest.ts",
       ...ROUTE_FILES,
     ].map((f) => Deno.readTextFile(new URL(`../${f}`, import.meta.url))),
   );
