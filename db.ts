@@ -19,6 +19,11 @@ export interface Db {
   execute(stmt: Statement): Promise<ResultSet>;
   batch(stmts: Statement[], mode?: BatchMode): Promise<ResultSet[]>;
   close(): void;
+  /**
+   * SQLite's `PRAGMA data_version` of this connection: it moves when another connection commits.
+   * Only where it is cheap and meaningful (the embedded driver); others poll the data itself.
+   */
+  dataVersion?(): number;
   /** Which driver runs, for the startup line. */
   readonly driver: string;
 }
@@ -192,8 +197,12 @@ async function openEmbedded(path: string, synchronous: string): Promise<Db> {
       queue.push({ stmts, resolve, reject });
     });
 
+  const version = sqlite.prepare("PRAGMA data_version");
+  (version as unknown as { setReturnArrays(on: boolean): void }).setReturnArrays(true);
+
   return {
     driver: `embedded node:sqlite (${path})`,
+    dataVersion: () => Number((version.all()[0] as unknown as unknown[])[0]),
     execute: (stmt) => {
       try {
         if (prepare(stmt.sql).reads) return Promise.resolve(run(stmt));

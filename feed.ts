@@ -8,6 +8,12 @@ interface Waiter {
   wake: (rev: number | null) => void;
 }
 
+/**
+ * How often held waits check for another process's commit where the driver can tell cheaply
+ * (`Db.dataVersion`): a read of one counter, no table; the rooms are read only when it moved.
+ */
+const CHECK_MS = 10;
+
 /** The revision reported for a room that no longer exists. */
 export const ROOM_GONE = Number.MAX_SAFE_INTEGER;
 
@@ -20,6 +26,8 @@ export class Waiters {
   #total = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #polling = false;
+  #version: number | undefined;
+  #lastPoll = 0;
 
   constructor(
     readonly db: () => Promise<Db>,
@@ -101,7 +109,7 @@ export class Waiters {
 
   #startPolling() {
     if (this.#timer !== undefined || this.pollMs <= 0) return;
-    this.#timer = setInterval(() => this.#poll(), this.pollMs);
+    this.#timer = setInterval(() => this.#tick(), Math.min(this.pollMs, CHECK_MS));
   }
 
   #stopPolling() {
@@ -109,18 +117,36 @@ export class Waiters {
     this.#timer = undefined;
   }
 
-  /** Catches writes made by other processes or server instances sharing the database. */
-  async #poll() {
+  /**
+   * Reads the rooms' revisions every `pollMs`, and sooner when the database says another
+   * connection committed since the last check.
+   */
+  async #tick() {
     if (this.#polling || this.#rooms.size === 0) return;
     this.#polling = true;
     try {
-      const ids = [...this.#rooms.keys()];
-      const revs = await roomRevs(await this.db(), ids);
-      for (const id of ids) this.notify(id, revs.get(id) ?? ROOM_GONE);
+      const d = await this.db();
+      const now = Date.now();
+      let due = now - this.#lastPoll >= this.pollMs;
+      if (d.dataVersion) {
+        const v = d.dataVersion();
+        if (v !== this.#version) due = true;
+        this.#version = v;
+      }
+      if (!due) return;
+      this.#lastPoll = now;
+      await this.#poll(d);
     } catch (err) {
       console.error("wait poll failed:", err);
     } finally {
       this.#polling = false;
     }
+  }
+
+  /** Catches writes made by other processes or server instances sharing the database. */
+  async #poll(d: Db) {
+    const ids = [...this.#rooms.keys()];
+    const revs = await roomRevs(d, ids);
+    for (const id of ids) this.notify(id, revs.get(id) ?? ROOM_GONE);
   }
 }

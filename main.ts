@@ -1,7 +1,7 @@
 // The agent-sync HTTP API: one Hono app with every route; `deno task start` serves it, Val Town imports it.
 import { type Context, Hono } from "npm:hono@^4.13.19";
 import { z } from "npm:zod@^4.6.7";
-import { mintToken, RateLimiter, safeEqual, sha256, tokenKind } from "./auth.ts";
+import { mintToken, RateLimiter, safeEqual, sha256, tokenHash, tokenKind } from "./auth.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { dashboardPage, landingPage } from "./dashboard.ts";
 import { type Db, openDb } from "./db.ts";
@@ -180,7 +180,7 @@ export function createService(config: Config = loadConfig()): Service {
         { "WWW-Authenticate": 'Bearer realm="agent-sync", error="invalid_token"' },
       );
     }
-    const hash = admin ? null : sha256(token);
+    const hash = admin ? null : tokenHash(token);
     const room = await q.getRoomAuth(d, roomId, kind === "agent" ? hash : null);
     if (admin && room) return { room, actor: { kind: "admin" } };
     if (!room) throw refused(c, roomId);
