@@ -103,6 +103,20 @@ async function openEmbedded(path: string, synchronous: string): Promise<Db> {
     }
     return p;
   };
+  // Transaction control, prepared once: exec() would parse the SQL again on every write.
+  const control = (sql: string) => {
+    const stmt = sqlite.prepare(sql);
+    return () => void stmt.run();
+  };
+  const tx = {
+    begin: control("BEGIN"),
+    beginWrite: control("BEGIN IMMEDIATE"),
+    commit: control("COMMIT"),
+    rollback: control("ROLLBACK"),
+    savepoint: control("SAVEPOINT w"),
+    release: control("RELEASE w"),
+    rollbackTo: control("ROLLBACK TO w"),
+  };
   // Rows come back through all(), never get(): get() on a RETURNING statement leaves it
   // open and stops SQLite from resetting the WAL.
   const run = ({ sql, args }: Statement): ResultSet => {
@@ -117,13 +131,13 @@ async function openEmbedded(path: string, synchronous: string): Promise<Db> {
     return { columns: [], rows: [], rowsAffected: Number(info.changes) };
   };
   const runBatch = (stmts: Statement[], mode: BatchMode): ResultSet[] => {
-    sqlite.exec(mode === "write" ? "BEGIN IMMEDIATE" : "BEGIN");
+    (mode === "write" ? tx.beginWrite : tx.begin)();
     try {
       const results = stmts.map(run);
-      sqlite.exec("COMMIT");
+      tx.commit();
       return results;
     } catch (err) {
-      if (sqlite.isTransaction) sqlite.exec("ROLLBACK");
+      if (sqlite.isTransaction) tx.rollback();
       throw err;
     }
   };
@@ -154,7 +168,7 @@ async function openEmbedded(path: string, synchronous: string): Promise<Db> {
   /** Commits jobs from `start` on in one transaction; returns where the next group starts. */
   const commitGroup = (jobs: Job[], start: number): number => {
     try {
-      sqlite.exec("BEGIN IMMEDIATE");
+      tx.beginWrite();
     } catch (err) {
       for (const job of jobs.slice(start)) job.reject(err);
       return jobs.length;
@@ -162,26 +176,26 @@ async function openEmbedded(path: string, synchronous: string): Promise<Db> {
     let i = start;
     for (; i < jobs.length; i++) {
       const job = jobs[i];
-      sqlite.exec("SAVEPOINT w");
+      tx.savepoint();
       try {
         job.results = job.stmts.map(run);
-        sqlite.exec("RELEASE w");
+        tx.release();
       } catch (err) {
         job.error = err;
         // Some errors (disk full, I/O) roll the whole transaction back: the group ends here.
         if (!sqlite.isTransaction) break;
-        sqlite.exec("ROLLBACK TO w");
-        sqlite.exec("RELEASE w");
+        tx.rollbackTo();
+        tx.release();
       }
     }
     const end = Math.min(i + 1, jobs.length);
     let failed: unknown = sqlite.isTransaction ? undefined : jobs[i]?.error;
     if (failed === undefined) {
       try {
-        sqlite.exec("COMMIT");
+        tx.commit();
       } catch (err) {
         failed = err;
-        if (sqlite.isTransaction) sqlite.exec("ROLLBACK");
+        if (sqlite.isTransaction) tx.rollback();
       }
     }
     for (const job of jobs.slice(start, end)) {
