@@ -600,16 +600,34 @@ export interface MessagePage {
   trimmedRev: number | null;
 }
 
+const shared = new Map<string, Promise<unknown>>();
+
+/**
+ * The same read asked again within one run of microtasks shares the first one's answer: when a
+ * write wakes thousands of held requests at once, they read the room once, not once each. The
+ * map empties before the event loop turns again, so no answer outlives a commit of this process.
+ */
+function once<T>(key: string, read: () => Promise<T>): Promise<T> {
+  let p = shared.get(key) as Promise<T> | undefined;
+  if (p === undefined) {
+    if (shared.size === 0) queueMicrotask(() => shared.clear());
+    shared.set(key, p = read());
+  }
+  return p;
+}
+
 /**
  * Messages of a room in id order, after the cursor (or the newest ones before `before`), as
  * JSON text with the stored bodies spliced in unparsed; none when retention removed messages
  * after the cursor.
  */
-export async function listMessagesJson(
-  db: Db,
-  roomId: string,
-  q: MessageQuery,
-): Promise<MessagePage> {
+export function listMessagesJson(db: Db, roomId: string, q: MessageQuery): Promise<MessagePage> {
+  const key = `m\n${roomId}\n${q.after}\n${q.before}\n${q.limit}\n${q.kind}\n${q.to}\n${q.from}\n` +
+    `${q.thread}\n${q.unclaimed}`;
+  return once(key, () => readMessagesJson(db, roomId, q));
+}
+
+async function readMessagesJson(db: Db, roomId: string, q: MessageQuery): Promise<MessagePage> {
   const rows = cells(await queryMessages(db, roomId, q));
   if (rows.length === 0) return { items: [], trimmedRev: null };
   const t = now();
@@ -978,7 +996,20 @@ export interface ChangeJson {
  * The changes of `listChanges` as JSON text, stored bodies and values spliced in unparsed;
  * agents carry `online` (seen within `onlineSeconds`), as the agent routes show them.
  */
-export async function listChangesJson(
+export function listChangesJson(
+  db: Db,
+  roomId: string,
+  after: number,
+  limit: number,
+  onlineSeconds: number,
+): Promise<{ changes: ChangeJson[]; trimmedRev: number }> {
+  return once(
+    `c\n${roomId}\n${after}\n${limit}\n${onlineSeconds}`,
+    () => readChangesJson(db, roomId, after, limit, onlineSeconds),
+  );
+}
+
+async function readChangesJson(
   db: Db,
   roomId: string,
   after: number,

@@ -256,3 +256,28 @@ appTest("listings splice stored JSON exactly as it was sent", async (app) => {
     list.body,
   );
 });
+
+appTest("one write answers hundreds of held requests, each with that write", async (app) => {
+  const room = await app.room();
+  const before = await post(app, room, "before");
+  const get = (path: string) => app.request("GET", path, { token: room.token });
+  const feeds = Array.from(
+    { length: 300 },
+    () => get(`/rooms/${room.id}/changes?after=${before.rev}&wait=10`),
+  );
+  const lists = Array.from(
+    { length: 100 },
+    (_, i) =>
+      get(`/rooms/${room.id}/messages?after=${before.id}&wait=10${i % 2 ? "&kind=message" : ""}`),
+  );
+  await sleep(200);
+  const sent = await post(app, room, "wake");
+  for (const res of await Promise.all(feeds)) {
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(res.body.changes.map((c: { rev: number }) => c.rev), [sent.rev]);
+  }
+  for (const res of await Promise.all(lists)) {
+    assert.equal(res.status, 200, res.text);
+    assert.deepEqual(res.body.map((m: { id: number }) => m.id), [sent.id]);
+  }
+}, { SYNC_MAX_WAITS_PER_CLIENT: "1000" });
