@@ -630,8 +630,11 @@ export function listMessagesJson(db: Db, roomId: string, q: MessageQuery): Promi
 async function readMessagesJson(db: Db, roomId: string, q: MessageQuery): Promise<MessagePage> {
   const rows = cells(await queryMessages(db, roomId, q));
   if (rows.length === 0) return { items: [], trimmedRev: null };
-  const t = now();
-  const items = rows[0][2] === null ? [] : rows.map((r) => messageJson(r, 1, t));
+  let items: string[] = [];
+  if (rows[0][2] !== null) {
+    const t = now();
+    items = rows.map((r) => messageJson(r, 1, t));
+  }
   return {
     items: q.before !== undefined ? items.reverse() : items,
     trimmedRev: Number(rows[0][0]),

@@ -281,3 +281,56 @@ appTest("one write answers hundreds of held requests, each with that write", asy
     assert.deepEqual(res.body.map((m: { id: number }) => m.id), [sent.id]);
   }
 }, { SYNC_MAX_WAITS_PER_CLIENT: "1000" });
+
+for (const driver of DRIVERS) {
+  Deno.test(`a database from before the room counters gets them counted [${driver}]`, async () => {
+    const dir = await Deno.makeTempDir();
+    const db = await openDb({ url: `${dir}/old.db`, driver });
+    try {
+      await q.migrate(db);
+      await q.createRoom(db, { id: "r", meta: null, tokenHash: null, viewTokenHash: null });
+      for (let i = 0; i < 5; i++) {
+        await q.insertMessage(db, {
+          roomId: "r",
+          from: null,
+          to: null,
+          kind: "message",
+          body: i,
+          replyTo: null,
+        });
+      }
+      for (const key of ["a", "b", "c"]) {
+        await q.putState(db, "r", { scope: "_shared", key, value: 1 }, 10);
+      }
+      await q.deleteState(db, "r", { scope: "_shared", key: "b" });
+      // Back to the first migration's shape: no counters, no expiry index, the old triggers.
+      const tables = ["messages", "agents", "state"];
+      await db.batch(
+        [
+          ...tables.flatMap((
+            t,
+          ) => [`DROP TRIGGER ${t}_rev_insert`, `DROP TRIGGER ${t}_rev_update`]),
+          "DROP INDEX state_expires",
+          "ALTER TABLE rooms DROP COLUMN msg_count",
+          "ALTER TABLE rooms DROP COLUMN state_keys",
+          ...tables.flatMap((t) => [
+            `CREATE TRIGGER ${t}_rev_insert AFTER INSERT ON ${t} BEGIN SELECT 1; END`,
+            `CREATE TRIGGER ${t}_rev_update AFTER UPDATE ON ${t} BEGIN SELECT 1; END`,
+          ]),
+          "DELETE FROM _migrations WHERE id = 2",
+        ].map((sql) => ({ sql })),
+        "write",
+      );
+      await q.migrate(db);
+      const rs = await db.execute({
+        sql: "SELECT msg_count, state_keys FROM rooms WHERE id = 'r'",
+      });
+      assert.deepEqual(Array.from(rs.rows[0] as ArrayLike<unknown>).map(Number), [5, 2]);
+      await q.putState(db, "r", { scope: "_shared", key: "d", value: 1 }, 10);
+      assert.equal(await q.countState(db, "r"), 3);
+    } finally {
+      db.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
