@@ -28,6 +28,7 @@ export class Waiters {
   #polling = false;
   #version: number | undefined;
   #lastPoll = 0;
+  #closed = false;
 
   constructor(
     readonly db: () => Promise<Db>,
@@ -103,12 +104,15 @@ export class Waiters {
 
   /** Answers every held request now and stops polling, for shutdown. */
   close() {
+    // Waits that start after this (a woken request that finds nothing) run out their time
+    // without polling a database that is closing.
+    this.#closed = true;
     for (const set of this.#rooms.values()) for (const w of [...set]) w.wake(null);
     this.#stopPolling();
   }
 
   #startPolling() {
-    if (this.#timer !== undefined || this.pollMs <= 0) return;
+    if (this.#timer !== undefined || this.pollMs <= 0 || this.#closed) return;
     this.#timer = setInterval(() => this.#tick(), Math.min(this.pollMs, CHECK_MS));
   }
 
