@@ -1,7 +1,7 @@
 // Blocking waits: held requests wake on a write in this process, or on a poll of the room revisions.
 import type { Db } from "./db.ts";
 import { HttpError } from "./http.ts";
-import { roomRevs } from "./schema.ts";
+import { roomRevs, shareReadsNow } from "./schema.ts";
 
 interface Waiter {
   after: number;
@@ -49,7 +49,10 @@ export class Waiters {
     else if (rev > (this.#latest.get(roomId) ?? 0)) this.#latest.set(roomId, rev);
     const set = this.#rooms.get(roomId);
     if (!set) return;
-    for (const w of set) if (rev > w.after) w.wake(rev);
+    let woken = 0;
+    for (const w of set) if (rev > w.after) w.wake(rev), woken++;
+    // After the wakes, so that the woken requests' reads come before sharing ends.
+    if (woken > 1) shareReadsNow();
   }
 
   /**

@@ -601,18 +601,29 @@ export interface MessagePage {
 }
 
 const shared = new Map<string, Promise<unknown>>();
+let sharing = false;
 
 /**
- * The same read asked again within one run of microtasks shares the first one's answer: when a
- * write wakes thousands of held requests at once, they read the room once, not once each. The
- * map empties before the event loop turns again, so no answer outlives a commit of this process.
+ * Until the microtasks queued so far have run, the same listing asked again shares the first
+ * one's answer: when a write wakes thousands of held requests at once (feed.ts calls this after
+ * waking them), they read the room once, not once each. Nothing is shared past that, so no answer
+ * outlives a commit of this process. (Kept off otherwise: sharing cost every request CPU.)
  */
+export function shareReadsNow() {
+  // Reads begun before this wake may predate the write that caused it: never share those.
+  shared.clear();
+  if (sharing) return;
+  sharing = true;
+  queueMicrotask(() => {
+    sharing = false;
+    shared.clear();
+  });
+}
+
 function once<T>(key: string, read: () => Promise<T>): Promise<T> {
+  if (!sharing) return read();
   let p = shared.get(key) as Promise<T> | undefined;
-  if (p === undefined) {
-    if (shared.size === 0) queueMicrotask(() => shared.clear());
-    shared.set(key, p = read());
-  }
+  if (p === undefined) shared.set(key, p = read());
   return p;
 }
 
