@@ -148,13 +148,16 @@ async function cpuTicks(pid: number): Promise<number> {
 
 export type Task = () => Promise<Measure>;
 
-/** A wrk run on the load core (the first one after a 1 s warm-up); fails on any non-2xx. */
+/**
+ * A wrk run on the load core (the first one after a 1 s warm-up unless the server is warm
+ * already); fails on any non-2xx.
+ */
 export function wrkTask(
   server: Server,
   path: string,
   script?: string,
   env: Record<string, string> = {},
-  connections = CONNECTIONS,
+  { connections = CONNECTIONS, warmup = true, seconds = SECONDS } = {},
 ): Task {
   const args = (seconds: number) => [
     "taskset",
@@ -168,11 +171,11 @@ export function wrkTask(
     ...(script ? ["-s", `${BENCH}${script}`] : []),
     server.base + path,
   ];
-  let warm = false;
+  let warm = !warmup;
   return async () => {
     if (!warm) await output(args(1), { ...env, BENCH_RUN: crypto.randomUUID() }), warm = true;
     const ticks = await cpuTicks(server.pid);
-    const text = await output(args(SECONDS), { ...env, BENCH_RUN: crypto.randomUUID() });
+    const text = await output(args(seconds), { ...env, BENCH_RUN: crypto.randomUUID() });
     const used = await cpuTicks(server.pid) - ticks;
     const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
     const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/

@@ -31,6 +31,7 @@ const WAITERS = Number(Deno.env.get("BENCH_WAITERS") ?? 10_000);
 const SAMPLES = Number(Deno.env.get("BENCH_SAMPLES") ?? 60);
 const STATE_KEYS = Number(Deno.env.get("BENCH_STATE_KEYS") ?? 9000);
 const STATE_VALUE = Number(Deno.env.get("BENCH_STATE_VALUE_BYTES") ?? 60_000);
+const ROUTE_SECONDS = Number(Deno.env.get("BENCH_ROUTE_SECONDS") ?? 1);
 const WAL_LIMIT = 64 * 1024 * 1024;
 
 if (!(await new Deno.Command("sh", { args: ["-c", "command -v wrk"] }).output()).success) {
@@ -71,8 +72,13 @@ function route(
     BENCH_BODY: a[2] ?? "",
   };
   if (b) Object.assign(env, { BENCH_METHOD2: b[0], BENCH_PATH2: b[1], BENCH_BODY2: b[2] ?? "" });
-  // A pair (create then delete, claim then release) runs on one connection, in order.
-  return wrkTask(server, a[1].replace("{n}", "x"), "route.lua", env, b ? 1 : CONNECTIONS);
+  // A pair (create then delete, claim then release) runs on one connection, in order. The
+  // server has served the polls already: no warm-up, one short run, for its CPU per request.
+  return wrkTask(server, a[1].replace("{n}", "x"), "route.lua", env, {
+    connections: b ? 1 : CONNECTIONS,
+    warmup: false,
+    seconds: ROUTE_SECONDS,
+  });
 }
 
 try {
@@ -518,7 +524,7 @@ try {
     row(`raw SELECT, ${fmt(SMALL)} stored, tail`, m.rawSmallTail),
     row(`raw SELECT, ${fmt(BIG)} stored, tail`, m.rawBigTail),
     "",
-    head(`every other route (one run of ${SECONDS} s; pairs on 1 connection)`, "req/s"),
+    head(`every other route (one run of ${ROUTE_SECONDS} s; pairs on 1 connection)`, "req/s"),
     ...routeRows.map(([name, l]) => row(name, l)),
     "",
     `WAL file: server ${mb(serverWal)} at most after the write runs, raw loops ${mb(rawWal)}` +
