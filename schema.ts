@@ -287,6 +287,10 @@ const LIVE = "deleted = 0 AND (expires_at IS NULL OR expires_at > ?)";
 
 // ---------------------------------------------------------------- rooms
 
+const CREATE_ROOM_SQL =
+  `INSERT INTO rooms (id, created_at, meta, active_at, token_hash, view_token_hash)
+      VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING ${ROOM_COLS}`;
+
 /** Creates a room, or returns null when the id is taken. */
 export async function createRoom(
   db: Db,
@@ -294,13 +298,16 @@ export async function createRoom(
 ): Promise<Room | null> {
   const t = now();
   const rs = await db.execute({
-    sql: `INSERT INTO rooms (id, created_at, meta, active_at, token_hash, view_token_hash)
-      VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING ${ROOM_COLS}`,
+    sql: CREATE_ROOM_SQL,
     args: [room.id, t, JSON.stringify(room.meta ?? null), t, room.tokenHash, room.viewTokenHash],
   });
   const row = objects(rs)[0];
   return row ? toRoom(row) : null;
 }
+
+const GET_ROOM_AUTH_SQL = `SELECT ${ROOM_COLS}, token_hash, view_token_hash, trimmed_rev,
+        (SELECT a.id FROM agents a WHERE a.room_id = rooms.id AND a.token_hash = ?) AS agent_id
+      FROM rooms WHERE id = ?`;
 
 /**
  * The room with what is needed to authorize a request to it: its token hashes, and the id of
@@ -312,9 +319,7 @@ export async function getRoomAuth(
   agentTokenHash: string | null = null,
 ): Promise<RoomAuth | null> {
   const rs = await db.execute({
-    sql: `SELECT ${ROOM_COLS}, token_hash, view_token_hash, trimmed_rev,
-        (SELECT a.id FROM agents a WHERE a.room_id = rooms.id AND a.token_hash = ?) AS agent_id
-      FROM rooms WHERE id = ?`,
+    sql: GET_ROOM_AUTH_SQL,
     args: [agentTokenHash, id],
   });
   const r = objects(rs)[0];
@@ -328,9 +333,11 @@ export async function getRoomAuth(
   };
 }
 
+const LIST_ROOMS_SQL = `SELECT ${ROOM_COLS} FROM rooms ORDER BY created_at, id LIMIT ?+0`;
+
 export async function listRooms(db: Db, limit: number): Promise<Room[]> {
   const rs = await db.execute({
-    sql: `SELECT ${ROOM_COLS} FROM rooms ORDER BY created_at, id LIMIT ?+0`,
+    sql: LIST_ROOMS_SQL,
     args: [limit],
   });
   return objects(rs).map(toRoom);
@@ -373,24 +380,34 @@ export async function expireIdleRooms(db: Db, before: string): Promise<string[]>
 
 // ---------------------------------------------------------------- agents
 
+const GET_AGENT_SQL = `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ? AND id = ?`;
+
 export async function getAgent(db: Db, roomId: string, id: string): Promise<Agent | null> {
   const rs = await db.execute({
-    sql: `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ? AND id = ?`,
+    sql: GET_AGENT_SQL,
     args: [roomId, id],
   });
   const r = objects(rs)[0];
   return r ? toAgent(r) : null;
 }
 
+const LIST_AGENTS_SQL = `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ? ORDER BY joined_at, id`;
+
 export async function listAgents(db: Db, roomId: string): Promise<Agent[]> {
   const rs = await db.execute({
-    sql: `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ? ORDER BY joined_at, id`,
+    sql: LIST_AGENTS_SQL,
     args: [roomId],
   });
   return objects(rs).map(toAgent);
 }
 
 export type AgentInsert = "created" | "exists" | "no_room" | "full";
+
+const INSERT_AGENT_SQL =
+  `INSERT INTO agents (room_id, id, name, role, meta, joined_at, last_seen, rev, token_hash)
+      SELECT r.id, ?, ?, ?, ?, ?, ?, r.rev + 1, ? FROM rooms r
+      WHERE r.id = ? AND (SELECT count(*) FROM agents WHERE room_id = r.id) < ?
+      ON CONFLICT (room_id, id) DO NOTHING RETURNING ${AGENT_COLS}`;
 
 /** Registers a new agent unless the id is taken or the room holds `maxAgents` already. */
 export async function insertAgent(
@@ -407,10 +424,7 @@ export async function insertAgent(
 ): Promise<{ result: AgentInsert; agent?: Agent }> {
   const t = now();
   const rs = await db.execute({
-    sql: `INSERT INTO agents (room_id, id, name, role, meta, joined_at, last_seen, rev, token_hash)
-      SELECT r.id, ?, ?, ?, ?, ?, ?, r.rev + 1, ? FROM rooms r
-      WHERE r.id = ? AND (SELECT count(*) FROM agents WHERE room_id = r.id) < ?
-      ON CONFLICT (room_id, id) DO NOTHING RETURNING ${AGENT_COLS}`,
+    sql: INSERT_AGENT_SQL,
     args: [
       a.id,
       a.name,
@@ -429,6 +443,15 @@ export async function insertAgent(
   return { result: (await getRoomAuth(db, a.roomId)) ? "full" : "no_room" };
 }
 
+const UPDATE_AGENT_SQL = `UPDATE agents SET
+        name = coalesce(?, name), role = coalesce(?, role),
+        meta = CASE WHEN ? THEN ? ELSE meta END,
+        status = coalesce(?, status),
+        note = CASE WHEN ? THEN ? ELSE note END,
+        token_hash = coalesce(?, token_hash),
+        last_seen = ?, rev = ${NEXT_REV}
+      WHERE room_id = ? AND id = ? RETURNING ${AGENT_COLS}`;
+
 /** Changes a registered agent; fields left undefined keep their value. */
 export async function updateAgent(
   db: Db,
@@ -444,14 +467,7 @@ export async function updateAgent(
   },
 ): Promise<Agent | null> {
   const rs = await db.execute({
-    sql: `UPDATE agents SET
-        name = coalesce(?, name), role = coalesce(?, role),
-        meta = CASE WHEN ? THEN ? ELSE meta END,
-        status = coalesce(?, status),
-        note = CASE WHEN ? THEN ? ELSE note END,
-        token_hash = coalesce(?, token_hash),
-        last_seen = ?, rev = ${NEXT_REV}
-      WHERE room_id = ? AND id = ? RETURNING ${AGENT_COLS}`,
+    sql: UPDATE_AGENT_SQL,
     args: [
       patch.name ?? null,
       patch.role ?? null,
@@ -490,16 +506,19 @@ export interface NewMessage {
   replyTo: number | null;
 }
 
-/** Appends a message at the room's next revision; null when the room or `reply_to` is unknown. */
-export async function insertMessage(db: Db, m: NewMessage): Promise<Message | null> {
-  const rs = await db.execute({
-    sql: `INSERT INTO messages (room_id, id, rev, from_agent, to_agent, kind, body, reply_to,
+const INSERT_MESSAGE_SQL =
+  `INSERT INTO messages (room_id, id, rev, from_agent, to_agent, kind, body, reply_to,
         thread_id, created_at)
       SELECT r.id, r.rev + 1, r.rev + 1, ?, ?, ?, ?, ?,
         (SELECT coalesce(p.thread_id, p.id) FROM messages p WHERE p.room_id = r.id AND p.id = ?), ?
       FROM rooms r WHERE r.id = ?
         AND (? IS NULL OR EXISTS (SELECT 1 FROM messages p WHERE p.room_id = r.id AND p.id = ?))
-      RETURNING ${MESSAGE_COLS}`,
+      RETURNING ${MESSAGE_COLS}`;
+
+/** Appends a message at the room's next revision; null when the room or `reply_to` is unknown. */
+export async function insertMessage(db: Db, m: NewMessage): Promise<Message | null> {
+  const rs = await db.execute({
+    sql: INSERT_MESSAGE_SQL,
     args: [
       m.from,
       m.to,
@@ -517,9 +536,11 @@ export async function insertMessage(db: Db, m: NewMessage): Promise<Message | nu
   return r ? toMessage(r) : null;
 }
 
+const GET_MESSAGE_SQL = `SELECT ${MESSAGE_COLS} FROM messages WHERE room_id = ? AND id = ?`;
+
 export async function getMessage(db: Db, roomId: string, id: number): Promise<Message | null> {
   const rs = await db.execute({
-    sql: `SELECT ${MESSAGE_COLS} FROM messages WHERE room_id = ? AND id = ?`,
+    sql: GET_MESSAGE_SQL,
     args: [roomId, id],
   });
   const r = objects(rs)[0];
@@ -691,6 +712,14 @@ export type ClaimResult =
   | { ok: true; message: Message }
   | { ok: false; message: Message | null };
 
+const CLAIM_MESSAGE_SQL = `UPDATE messages SET claimed_by = ?1,
+        claimed_at = CASE WHEN claimed_by = ?1 AND (claim_expires_at IS NULL OR claim_expires_at > ?2)
+          THEN claimed_at ELSE ?2 END,
+        claim_expires_at = ?3, rev = (SELECT rev + 1 FROM rooms WHERE id = ?4)
+      WHERE room_id = ?4 AND id = ?5
+        AND (claimed_by IS NULL OR claimed_by = ?1 OR claim_expires_at <= ?2)
+      RETURNING ${MESSAGE_COLS}`;
+
 /** Claims a message for `agent` unless someone else holds a live claim on it. */
 export async function claimMessage(
   db: Db,
@@ -701,19 +730,21 @@ export async function claimMessage(
 ): Promise<ClaimResult> {
   const t = now();
   const rs = await db.execute({
-    sql: `UPDATE messages SET claimed_by = ?1,
-        claimed_at = CASE WHEN claimed_by = ?1 AND (claim_expires_at IS NULL OR claim_expires_at > ?2)
-          THEN claimed_at ELSE ?2 END,
-        claim_expires_at = ?3, rev = (SELECT rev + 1 FROM rooms WHERE id = ?4)
-      WHERE room_id = ?4 AND id = ?5
-        AND (claimed_by IS NULL OR claimed_by = ?1 OR claim_expires_at <= ?2)
-      RETURNING ${MESSAGE_COLS}`,
+    sql: CLAIM_MESSAGE_SQL,
     args: [agent, t, expiresAt, roomId, id],
   });
   const r = objects(rs)[0];
   if (r) return { ok: true, message: toMessage(r) };
   return { ok: false, message: await getMessage(db, roomId, id) };
 }
+
+const RELEASE_MESSAGE_SQL =
+  `UPDATE messages SET claimed_by = NULL, claimed_at = NULL, claim_expires_at = NULL,
+        rev = (SELECT rev + 1 FROM rooms WHERE id = ?1)
+      WHERE room_id = ?1 AND id = ?2 AND claimed_by IS NOT NULL
+        AND (claim_expires_at IS NULL OR claim_expires_at > ?3)
+        AND (?4 IS NULL OR claimed_by = ?4)
+      RETURNING ${MESSAGE_COLS}`;
 
 /** Releases a claim held by `agent` (any holder when `agent` is null). */
 export async function releaseMessage(
@@ -723,12 +754,7 @@ export async function releaseMessage(
   agent: string | null,
 ): Promise<ClaimResult> {
   const rs = await db.execute({
-    sql: `UPDATE messages SET claimed_by = NULL, claimed_at = NULL, claim_expires_at = NULL,
-        rev = (SELECT rev + 1 FROM rooms WHERE id = ?1)
-      WHERE room_id = ?1 AND id = ?2 AND claimed_by IS NOT NULL
-        AND (claim_expires_at IS NULL OR claim_expires_at > ?3)
-        AND (?4 IS NULL OR claimed_by = ?4)
-      RETURNING ${MESSAGE_COLS}`,
+    sql: RELEASE_MESSAGE_SQL,
     args: [roomId, id, now(), agent],
   });
   const r = objects(rs)[0];
