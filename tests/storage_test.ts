@@ -317,7 +317,7 @@ for (const driver of DRIVERS) {
             `CREATE TRIGGER ${t}_rev_insert AFTER INSERT ON ${t} BEGIN SELECT 1; END`,
             `CREATE TRIGGER ${t}_rev_update AFTER UPDATE ON ${t} BEGIN SELECT 1; END`,
           ]),
-          "DELETE FROM _migrations WHERE id = 2",
+          "DELETE FROM _migrations WHERE id = 5", // the migration that added the counters
         ].map((sql) => ({ sql })),
         "write",
       );
