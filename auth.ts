@@ -29,6 +29,21 @@ export function sha256(text: string): string {
   return createHash("sha256").update(text).digest("hex");
 }
 
+const tokenHashes = new Map<string, string>();
+
+/**
+ * `sha256` of a token, remembered for the tokens seen lately (at most 10,000), so that a
+ * client's every request does not hash its token again.
+ */
+export function tokenHash(token: string): string {
+  let hash = tokenHashes.get(token);
+  if (hash === undefined) {
+    if (tokenHashes.size >= 10_000) tokenHashes.clear();
+    tokenHashes.set(token, hash = sha256(token));
+  }
+  return hash;
+}
+
 /** Compares two strings in time that depends only on their lengths. */
 export function safeEqual(a: string | null, b: string): boolean {
   if (a === null) return false;

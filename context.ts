@@ -1,7 +1,7 @@
 // What every route shares: the configuration, the database, and who a request acts as in a room.
 import type { Context } from "npm:hono@^4.13.19";
 import { z } from "npm:zod@^4.6.7";
-import { AuthenticatedPairs, safeEqual, sha256, tokenKind } from "./auth.ts";
+import { AuthenticatedPairs, safeEqual, tokenHash, tokenKind } from "./auth.ts";
 import type { Config } from "./config.ts";
 import type { Db } from "./db.ts";
 import { ROOM_GONE, Waiters } from "./feed.ts";
@@ -31,6 +31,8 @@ export type Env = {
 };
 
 export const SHARED = "_shared";
+/** For answers whose JSON text is spliced together from stored JSON (schema.ts `...Json`). */
+export const JSON_TYPE = { "Content-Type": "application/json" };
 export const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 /** The input schemas whose limits come from the configuration. */
@@ -177,7 +179,7 @@ export class Api {
         { "WWW-Authenticate": 'Bearer realm="agent-sync", error="invalid_token"' },
       );
     }
-    const hash = admin ? null : sha256(token);
+    const hash = admin ? null : tokenHash(token);
     const room = await q.getRoomAuth(d, roomId, kind === "agent" ? hash : null);
     if (admin && room) return { room, actor: { kind: "admin" } };
     if (!room) throw await this.refused(c, roomId);

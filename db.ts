@@ -19,6 +19,11 @@ export interface Db {
   execute(stmt: Statement): Promise<ResultSet>;
   batch(stmts: Statement[], mode?: BatchMode): Promise<ResultSet[]>;
   close(): void;
+  /**
+   * SQLite's `PRAGMA data_version` of this connection: it moves when another connection commits.
+   * Only where it is cheap and meaningful (the embedded driver); others poll the data itself.
+   */
+  dataVersion?(): number;
   /** Which driver runs, for the startup line. */
   readonly driver: string;
 }
@@ -67,10 +72,24 @@ interface Prepared {
   stmt: StatementSync;
   columns: string[];
   returnsRows: boolean;
+  /** A SELECT (or other read-only statement): it changes no row, so it reports 0 affected. */
+  reads: boolean;
 }
+
+/** One write waiting for the group commit: a statement, or a batch that stands or falls whole. */
+interface Job {
+  stmts: Statement[];
+  resolve: (results: ResultSet[]) => void;
+  reject: (err: unknown) => void;
+  results?: ResultSet[];
+  error?: unknown;
+}
+
+const READ_ONLY = /^\s*(select|values|pragma|explain)\b/i;
 
 async function openEmbedded(path: string, synchronous: string): Promise<Db> {
   const { DatabaseSync } = await import("node:sqlite");
+  const { setImmediate } = await import("node:timers");
   const sqlite: DatabaseSync = new DatabaseSync(path);
   sqlite.exec(
     // busy_timeout first: switching to WAL takes a lock another process may hold.
@@ -84,40 +103,145 @@ async function openEmbedded(path: string, synchronous: string): Promise<Db> {
       const columns = stmt.columns().map((c) => c.name);
       // In Deno's node:sqlite, not yet in its type definitions.
       (stmt as unknown as { setReturnArrays(on: boolean): void }).setReturnArrays(true);
-      p = { stmt, columns, returnsRows: columns.length > 0 };
+      p = { stmt, columns, returnsRows: columns.length > 0, reads: READ_ONLY.test(sql) };
       cache.set(sql, p);
     }
     return p;
   };
+  // Transaction control, prepared once: exec() would parse the SQL again on every write.
+  const control = (sql: string) => {
+    const stmt = sqlite.prepare(sql);
+    return () => void stmt.run();
+  };
+  const tx = {
+    begin: control("BEGIN"),
+    beginWrite: control("BEGIN IMMEDIATE"),
+    commit: control("COMMIT"),
+    rollback: control("ROLLBACK"),
+    savepoint: control("SAVEPOINT w"),
+    release: control("RELEASE w"),
+    rollbackTo: control("ROLLBACK TO w"),
+  };
   // Rows come back through all(), never get(): get() on a RETURNING statement leaves it
   // open and stops SQLite from resetting the WAL.
-  const run = ({ sql, args = [] }: Statement): ResultSet => {
+  const run = ({ sql, args }: Statement): ResultSet => {
     const p = prepare(sql);
     // deno-lint-ignore no-explicit-any
-    const params = args as any[];
+    const params = (args ?? []) as any[];
     if (p.returnsRows) {
       const rows = p.stmt.all(...params) as unknown as RawRow[];
-      return { columns: p.columns, rows, rowsAffected: /^\s*select/i.test(sql) ? 0 : rows.length };
+      return { columns: p.columns, rows, rowsAffected: p.reads ? 0 : rows.length };
     }
     const info = p.stmt.run(...params);
     return { columns: [], rows: [], rowsAffected: Number(info.changes) };
   };
+  const runBatch = (stmts: Statement[], mode: BatchMode): ResultSet[] => {
+    (mode === "write" ? tx.beginWrite : tx.begin)();
+    try {
+      const results = stmts.map(run);
+      tx.commit();
+      return results;
+    } catch (err) {
+      if (sqlite.isTransaction) tx.rollback();
+      throw err;
+    }
+  };
+  // Not prepared here: a batch may create the table its next statement uses.
+  const isRead = (stmts: Statement[]) =>
+    stmts.every((s) => cache.get(s.sql)?.reads ?? READ_ONLY.test(s.sql));
+
+  // Group commit: writes queued in one turn of the event loop commit together in one
+  // transaction, each in its own savepoint so that a failing write fails alone. The
+  // transaction opens and closes within one synchronous run, so no read sees an uncommitted
+  // row, and each caller hears of its write only once the commit is done.
+  let queue: Job[] = [];
+  const flush = () => {
+    const jobs = queue;
+    queue = [];
+    if (jobs.length === 1) {
+      const job = jobs[0];
+      try {
+        job.resolve(job.stmts.length === 1 ? [run(job.stmts[0])] : runBatch(job.stmts, "write"));
+      } catch (err) {
+        job.reject(err);
+      }
+      return;
+    }
+    let done = 0;
+    while (done < jobs.length) done = commitGroup(jobs, done);
+  };
+  /** Commits jobs from `start` on in one transaction; returns where the next group starts. */
+  const commitGroup = (jobs: Job[], start: number): number => {
+    try {
+      tx.beginWrite();
+    } catch (err) {
+      for (const job of jobs.slice(start)) job.reject(err);
+      return jobs.length;
+    }
+    let i = start;
+    for (; i < jobs.length; i++) {
+      const job = jobs[i];
+      tx.savepoint();
+      try {
+        job.results = job.stmts.map(run);
+        tx.release();
+      } catch (err) {
+        job.error = err;
+        // Some errors (disk full, I/O) roll the whole transaction back: the group ends here.
+        if (!sqlite.isTransaction) break;
+        tx.rollbackTo();
+        tx.release();
+      }
+    }
+    const end = Math.min(i + 1, jobs.length);
+    let failed: unknown = sqlite.isTransaction ? undefined : jobs[i]?.error;
+    if (failed === undefined) {
+      try {
+        tx.commit();
+      } catch (err) {
+        failed = err;
+        if (sqlite.isTransaction) tx.rollback();
+      }
+    }
+    for (const job of jobs.slice(start, end)) {
+      if (job.error !== undefined) job.reject(job.error);
+      else if (failed !== undefined) job.reject(failed);
+      else job.resolve(job.results!);
+    }
+    return end;
+  };
+  const enqueue = (stmts: Statement[]) =>
+    new Promise<ResultSet[]>((resolve, reject) => {
+      if (queue.length === 0) setImmediate(flush);
+      queue.push({ stmts, resolve, reject });
+    });
+
+  const version = sqlite.prepare("PRAGMA data_version");
+  (version as unknown as { setReturnArrays(on: boolean): void }).setReturnArrays(true);
+
   return {
     driver: `embedded node:sqlite (${path})`,
-    execute: (stmt) => Promise.resolve().then(() => run(stmt)),
-    batch: (stmts, mode = "deferred") =>
-      Promise.resolve().then(() => {
-        sqlite.exec(mode === "write" ? "BEGIN IMMEDIATE" : "BEGIN");
-        try {
-          const results = stmts.map(run);
-          sqlite.exec("COMMIT");
-          return results;
-        } catch (err) {
-          if (sqlite.isTransaction) sqlite.exec("ROLLBACK");
-          throw err;
-        }
-      }),
-    close: () => sqlite.close(),
+    dataVersion: () => Number((version.all()[0] as unknown as unknown[])[0]),
+    execute: (stmt) => {
+      try {
+        if (prepare(stmt.sql).reads) return Promise.resolve(run(stmt));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return enqueue([stmt]).then((r) => r[0]);
+    },
+    batch: (stmts, mode = "deferred") => {
+      try {
+        if (mode !== "write" && isRead(stmts)) return Promise.resolve(runBatch(stmts, mode));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return enqueue(stmts);
+    },
+    close: () => {
+      if (queue.length > 0) flush();
+      sqlite.close();
+    },
   };
 }
 

@@ -2,7 +2,7 @@
 // or when a claim lease or key ttl runs out (expiry is recorded as a change, then wakes them).
 import type { Db } from "./db.ts";
 import { HttpError } from "./http.ts";
-import { expireDue, nextExpiry, roomRevs } from "./schema.ts";
+import { expireDue, nextExpiry, roomRevs, shareReadsNow } from "./schema.ts";
 
 interface Waiter {
   after: number;
@@ -11,6 +11,12 @@ interface Waiter {
 
 /** Who holds a wait: each cap counts one of these. */
 type Keys = { client: string; room: string; address: string };
+
+/**
+ * How often held waits check for another process's commit where the driver can tell cheaply
+ * (`Db.dataVersion`): a read of one counter, no table; the rooms are read only when it moved.
+ */
+const CHECK_MS = 10;
 
 /** The revision reported for a room that no longer exists. */
 export const ROOM_GONE = Number.MAX_SAFE_INTEGER;
@@ -39,6 +45,8 @@ export class Waiters {
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   #expiryArmedAt = Infinity;
   #expiring = false;
+  #version: number | undefined;
+  #lastPoll = 0;
 
   constructor(
     readonly db: () => Promise<Db>,
@@ -71,7 +79,10 @@ export class Waiters {
     }
     const set = this.#rooms.get(roomId);
     if (!set) return;
-    for (const w of set) if (rev > w.after) w.wake(rev);
+    let woken = 0;
+    for (const w of set) if (rev > w.after) w.wake(rev), woken++;
+    // After the wakes, so that the woken requests' reads come before sharing ends.
+    if (woken > 1) shareReadsNow();
   }
 
   /**
@@ -195,6 +206,8 @@ export class Waiters {
 
   /** Answers every held request now and stops polling, for shutdown. */
   close() {
+    // Waits that start after this (a woken request that finds nothing) run out their time
+    // without polling a database that is closing.
     this.#closed = true;
     for (const set of this.#rooms.values()) for (const w of [...set]) w.wake(null);
     this.#stopPolling();
@@ -244,8 +257,8 @@ export class Waiters {
   }
 
   #startPolling() {
-    if (this.#timer !== undefined || this.pollMs <= 0) return;
-    this.#timer = setInterval(() => this.#poll(), this.pollMs);
+    if (this.#timer !== undefined || this.pollMs <= 0 || this.#closed) return;
+    this.#timer = setInterval(() => this.#tick(), Math.min(this.pollMs, CHECK_MS));
   }
 
   #stopPolling() {
@@ -256,18 +269,36 @@ export class Waiters {
     this.#expiryStale = true; // writes of other processes go unseen until requests are held again
   }
 
-  /** Catches writes made by other processes or server instances sharing the database. */
-  async #poll() {
+  /**
+   * Reads the rooms' revisions every `pollMs`, and sooner when the database says another
+   * connection committed since the last check.
+   */
+  async #tick() {
     if (this.#polling || this.#rooms.size === 0) return;
     this.#polling = true;
     try {
-      const ids = [...this.#rooms.keys()];
-      const revs = await roomRevs(await this.db(), ids);
-      for (const id of ids) this.notify(id, revs.get(id) ?? ROOM_GONE);
+      const d = await this.db();
+      const now = Date.now();
+      let due = now - this.#lastPoll >= this.pollMs;
+      if (d.dataVersion) {
+        const v = d.dataVersion();
+        if (v !== this.#version) due = true;
+        this.#version = v;
+      }
+      if (!due) return;
+      this.#lastPoll = now;
+      await this.#poll(d);
     } catch (err) {
       console.error("wait poll failed:", err);
     } finally {
       this.#polling = false;
     }
+  }
+
+  /** Catches writes made by other processes or server instances sharing the database. */
+  async #poll(d: Db) {
+    const ids = [...this.#rooms.keys()];
+    const revs = await roomRevs(d, ids);
+    for (const id of ids) this.notify(id, revs.get(id) ?? ROOM_GONE);
   }
 }

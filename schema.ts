@@ -11,6 +11,9 @@ export interface RoomAuth extends Room {
   agent_id: string | null;
 }
 
+const ACTIVE_NOW = `UPDATE rooms SET active_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+  WHERE id = NEW.room_id AND active_at < strftime('%Y-%m-%dT%H:%M', 'now')`;
+
 const MIGRATIONS: string[][] = [[
   `CREATE TABLE rooms (
     id TEXT PRIMARY KEY NOT NULL,
@@ -119,6 +122,41 @@ const MIGRATIONS: string[][] = [[
     PRIMARY KEY (bucket, window_end)
   ) WITHOUT ROWID`,
   `CREATE INDEX limit_windows_end ON limit_windows (window_end)`,
+], [
+  // Counters kept by the triggers, so that neither the key cap nor retention counts rows:
+  // msg_count is the room's stored messages, state_keys its keys not deleted (expired ones
+  // included until overwritten or deleted; the cap subtracts those through state_expires).
+  `ALTER TABLE rooms ADD COLUMN msg_count INTEGER NOT NULL DEFAULT 0`,
+  `ALTER TABLE rooms ADD COLUMN state_keys INTEGER NOT NULL DEFAULT 0`,
+  `UPDATE rooms SET
+    msg_count = (SELECT count(*) FROM messages WHERE room_id = rooms.id),
+    state_keys = (SELECT count(*) FROM state WHERE room_id = rooms.id AND deleted = 0)`,
+  `CREATE INDEX state_expires ON state (room_id, expires_at)
+    WHERE deleted = 0 AND expires_at IS NOT NULL`,
+  ...["messages", "agents", "state"].flatMap((table) => [
+    `DROP TRIGGER ${table}_rev_insert`,
+    `DROP TRIGGER ${table}_rev_update`,
+  ]),
+  // Activity is kept to the minute: rewriting rooms.active_at and its index on every write
+  // cost more than idle expiry needs.
+  ...[["messages", "msg_count = msg_count + 1"], ["agents", ""], [
+    "state",
+    "state_keys = state_keys + 1 - NEW.deleted",
+  ]].map(([table, count]) =>
+    `CREATE TRIGGER ${table}_rev_insert AFTER INSERT ON ${table} BEGIN
+      UPDATE rooms SET rev = max(rev, NEW.rev)${count ? `, ${count}` : ""} WHERE id = NEW.room_id;
+      ${ACTIVE_NOW}; END`
+  ),
+  ...[["messages", ""], ["agents", ""], [
+    "state",
+    "state_keys = state_keys + OLD.deleted - NEW.deleted",
+  ]]
+    .map(([table, count]) =>
+      `CREATE TRIGGER ${table}_rev_update AFTER UPDATE OF rev ON ${table} WHEN NEW.rev > OLD.rev
+      BEGIN
+        UPDATE rooms SET rev = max(rev, NEW.rev)${count ? `, ${count}` : ""} WHERE id = NEW.room_id;
+        ${ACTIVE_NOW}; END`
+    ),
 ], [
   // An Idempotency-Key's record now commits in its write's own batch, with the answer as the
   // written rows (`op` names how to shape them) and any minted token encrypted in `secret`.
@@ -249,6 +287,10 @@ const LIVE = "deleted = 0 AND (expires_at IS NULL OR expires_at > ?)";
 
 // ---------------------------------------------------------------- rooms
 
+const CREATE_ROOM_SQL =
+  `INSERT INTO rooms (id, created_at, meta, active_at, token_hash, view_token_hash)
+      VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING ${ROOM_COLS}`;
+
 /** Creates a room, or returns null when the id is taken. */
 export async function createRoom(
   db: Db,
@@ -257,8 +299,7 @@ export async function createRoom(
 ): Promise<Room | null> {
   const t = now();
   const stmt = {
-    sql: `INSERT INTO rooms (id, created_at, meta, active_at, token_hash, view_token_hash)
-      VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING ${ROOM_COLS}`,
+    sql: CREATE_ROOM_SQL,
     args: [room.id, t, JSON.stringify(room.meta ?? null), t, room.tokenHash, room.viewTokenHash],
   };
   const rs = idem
@@ -267,6 +308,10 @@ export async function createRoom(
   const row = rs && objects(rs)[0];
   return row ? toRoom(row) : null;
 }
+
+const GET_ROOM_AUTH_SQL = `SELECT ${ROOM_COLS}, token_hash, view_token_hash, trimmed_rev,
+        (SELECT a.id FROM agents a WHERE a.room_id = rooms.id AND a.token_hash = ?) AS agent_id
+      FROM rooms WHERE id = ?`;
 
 /**
  * The room with what is needed to authorize a request to it: its token hashes, and the id of
@@ -278,9 +323,7 @@ export async function getRoomAuth(
   agentTokenHash: string | null = null,
 ): Promise<RoomAuth | null> {
   const rs = await db.execute({
-    sql: `SELECT ${ROOM_COLS}, token_hash, view_token_hash, trimmed_rev,
-        (SELECT a.id FROM agents a WHERE a.room_id = rooms.id AND a.token_hash = ?) AS agent_id
-      FROM rooms WHERE id = ?`,
+    sql: GET_ROOM_AUTH_SQL,
     args: [agentTokenHash, id],
   });
   const r = objects(rs)[0];
@@ -310,9 +353,11 @@ export async function findTokenRoom(
   return { roomId: String(r.room_id), agentId: r.agent_id === null ? null : String(r.agent_id) };
 }
 
+const LIST_ROOMS_SQL = `SELECT ${ROOM_COLS} FROM rooms ORDER BY created_at, id LIMIT ?+0`;
+
 export async function listRooms(db: Db, limit: number): Promise<Room[]> {
   const rs = await db.execute({
-    sql: `SELECT ${ROOM_COLS} FROM rooms ORDER BY created_at, id LIMIT ?`,
+    sql: LIST_ROOMS_SQL,
     args: [limit],
   });
   return objects(rs).map(toRoom);
@@ -332,17 +377,20 @@ export async function roomRevs(db: Db, ids: string[]): Promise<Map<string, numbe
   return revs;
 }
 
+const DELETE_ROOM = ["rooms", "messages", "state", "agents", "idempotency"].map((table) =>
+  `DELETE FROM ${table} WHERE ${table === "rooms" ? "id" : "room_id"} = ?`
+);
+
 /** Removes a room and everything in it; false when there was no such room. */
 export async function deleteRoom(db: Db, id: string, idem?: KeyedWrite): Promise<boolean> {
-  const stmts = ["messages", "state", "agents", "idempotency"].map((table) => ({
-    sql: `DELETE FROM ${table} WHERE room_id = ?`,
-    args: [id],
-  })).concat([{ sql: "DELETE FROM rooms WHERE id = ?", args: [id] }]);
+  const stmts = DELETE_ROOM.map((sql) => ({ sql, args: [id] }));
   if (idem) {
-    return (await keyedBatch(db, idem, "room_deleted", id, stmts))?.at(-1)?.rowsAffected === 1;
+    // The room's own row last: the key's record is kept only if that delete took.
+    const keyed = await keyedBatch(db, idem, "room_deleted", id, [...stmts.slice(1), stmts[0]]);
+    return keyed?.at(-1)?.rowsAffected === 1;
   }
   const results = await db.batch(stmts, "write");
-  return results[results.length - 1].rowsAffected > 0;
+  return results[0].rowsAffected > 0;
 }
 
 /** Deletes rooms with no write since `before`; returns their ids. */
@@ -358,24 +406,34 @@ export async function expireIdleRooms(db: Db, before: string): Promise<string[]>
 
 // ---------------------------------------------------------------- agents
 
+const GET_AGENT_SQL = `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ? AND id = ?`;
+
 export async function getAgent(db: Db, roomId: string, id: string): Promise<Agent | null> {
   const rs = await db.execute({
-    sql: `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ? AND id = ?`,
+    sql: GET_AGENT_SQL,
     args: [roomId, id],
   });
   const r = objects(rs)[0];
   return r ? toAgent(r) : null;
 }
 
+const LIST_AGENTS_SQL = `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ? ORDER BY joined_at, id`;
+
 export async function listAgents(db: Db, roomId: string): Promise<Agent[]> {
   const rs = await db.execute({
-    sql: `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ? ORDER BY joined_at, id`,
+    sql: LIST_AGENTS_SQL,
     args: [roomId],
   });
   return objects(rs).map(toAgent);
 }
 
 export type AgentInsert = "created" | "exists" | "no_room" | "full";
+
+const INSERT_AGENT_SQL =
+  `INSERT INTO agents (room_id, id, name, role, meta, joined_at, last_seen, rev, token_hash)
+      SELECT r.id, ?, ?, ?, ?, ?, ?, r.rev + 1, ? FROM rooms r
+      WHERE r.id = ? AND (SELECT count(*) FROM agents WHERE room_id = r.id) < ?
+      ON CONFLICT (room_id, id) DO NOTHING RETURNING ${AGENT_COLS}`;
 
 /** Registers a new agent unless the id is taken or the room holds `maxAgents` already. */
 export async function insertAgent(
@@ -393,10 +451,7 @@ export async function insertAgent(
 ): Promise<{ result: AgentInsert; agent?: Agent }> {
   const t = now();
   const stmt = {
-    sql: `INSERT INTO agents (room_id, id, name, role, meta, joined_at, last_seen, rev, token_hash)
-      SELECT r.id, ?, ?, ?, ?, ?, ?, r.rev + 1, ? FROM rooms r
-      WHERE r.id = ? AND (SELECT count(*) FROM agents WHERE room_id = r.id) < ?
-      ON CONFLICT (room_id, id) DO NOTHING RETURNING ${AGENT_COLS}`,
+    sql: INSERT_AGENT_SQL,
     args: [
       a.id,
       a.name,
@@ -418,6 +473,15 @@ export async function insertAgent(
   return { result: (await getRoomAuth(db, a.roomId)) ? "full" : "no_room" };
 }
 
+const UPDATE_AGENT_SQL = `UPDATE agents SET
+        name = coalesce(?, name), role = coalesce(?, role),
+        meta = CASE WHEN ? THEN ? ELSE meta END,
+        status = coalesce(?, status),
+        note = CASE WHEN ? THEN ? ELSE note END,
+        token_hash = coalesce(?, token_hash),
+        last_seen = ?, rev = ${NEXT_REV}
+      WHERE room_id = ? AND id = ? RETURNING ${AGENT_COLS}`;
+
 /** Changes a registered agent; fields left undefined keep their value. */
 export async function updateAgent(
   db: Db,
@@ -434,14 +498,7 @@ export async function updateAgent(
   idem?: KeyedWrite,
 ): Promise<Agent | null> {
   const stmt = {
-    sql: `UPDATE agents SET
-        name = coalesce(?, name), role = coalesce(?, role),
-        meta = CASE WHEN ? THEN ? ELSE meta END,
-        status = coalesce(?, status),
-        note = CASE WHEN ? THEN ? ELSE note END,
-        token_hash = coalesce(?, token_hash),
-        last_seen = ?, rev = ${NEXT_REV}
-      WHERE room_id = ? AND id = ? RETURNING ${AGENT_COLS}`,
+    sql: UPDATE_AGENT_SQL,
     args: [
       patch.name ?? null,
       patch.role ?? null,
@@ -483,6 +540,15 @@ export interface NewMessage {
   replyTo: number | null;
 }
 
+const INSERT_MESSAGE_SQL =
+  `INSERT INTO messages (room_id, id, rev, from_agent, to_agent, kind, body, reply_to,
+        thread_id, created_at)
+      SELECT r.id, r.rev + 1, r.rev + 1, ?, ?, ?, ?, ?,
+        (SELECT coalesce(p.thread_id, p.id) FROM messages p WHERE p.room_id = r.id AND p.id = ?), ?
+      FROM rooms r WHERE r.id = ?
+        AND (? IS NULL OR EXISTS (SELECT 1 FROM messages p WHERE p.room_id = r.id AND p.id = ?))
+      RETURNING ${MESSAGE_COLS}`;
+
 /** Appends a message at the room's next revision; null when the room or `reply_to` is unknown. */
 export async function insertMessage(
   db: Db,
@@ -490,13 +556,7 @@ export async function insertMessage(
   idem?: KeyedWrite,
 ): Promise<Message | null> {
   const stmt = {
-    sql: `INSERT INTO messages (room_id, id, rev, from_agent, to_agent, kind, body, reply_to,
-        thread_id, created_at)
-      SELECT r.id, r.rev + 1, r.rev + 1, ?, ?, ?, ?, ?,
-        (SELECT coalesce(p.thread_id, p.id) FROM messages p WHERE p.room_id = r.id AND p.id = ?), ?
-      FROM rooms r WHERE r.id = ?
-        AND (? IS NULL OR EXISTS (SELECT 1 FROM messages p WHERE p.room_id = r.id AND p.id = ?))
-      RETURNING ${MESSAGE_COLS}`,
+    sql: INSERT_MESSAGE_SQL,
     args: [
       m.from,
       m.to,
@@ -519,9 +579,11 @@ export async function insertMessage(
   return r ? toMessage(r) : null;
 }
 
+const GET_MESSAGE_SQL = `SELECT ${MESSAGE_COLS} FROM messages WHERE room_id = ? AND id = ?`;
+
 export async function getMessage(db: Db, roomId: string, id: number): Promise<Message | null> {
   const rs = await db.execute({
-    sql: `SELECT ${MESSAGE_COLS} FROM messages WHERE room_id = ? AND id = ?`,
+    sql: GET_MESSAGE_SQL,
     args: [roomId, id],
   });
   const r = objects(rs)[0];
@@ -539,42 +601,171 @@ export interface MessageQuery {
   unclaimed?: boolean;
 }
 
+// Filters of a message listing, in the order their arguments follow the cursor.
+const MESSAGE_FILTERS = [
+  ["before", "m.id < ?"],
+  ["kind", "m.kind = ?"],
+  ["to", "(m.to_agent = ? OR m.to_agent IS NULL)"],
+  ["from", "m.from_agent = ?"],
+  // The whole thread the message belongs to: its root and every reply under that root.
+  [
+    "thread",
+    `coalesce(m.thread_id, m.id) = (SELECT coalesce(t.thread_id, t.id) FROM messages t
+    WHERE t.room_id = r.id AND t.id = ?)`,
+  ],
+  ["unclaimed", "(m.claimed_by IS NULL OR m.claim_expires_at <= ?)"],
+] as const;
+const listMessagesSql = new Map<number, string>();
+
 /**
- * Messages of a room in id order, after the cursor (or the newest ones before `before`); none
- * when retention removed messages after the cursor.
+ * One statement per combination of filters, built once. The room is the outer row of a LEFT
+ * JOIN, so its retention point comes back in the same snapshot as the messages, and a row
+ * comes back (with null message columns) when none matched: nothing when retention passed the
+ * cursor, never a gap.
  */
-export async function listMessages(db: Db, roomId: string, q: MessageQuery): Promise<Message[]> {
-  const where = ["room_id = ?", "id > ?"];
-  const args: Value[] = [roomId, q.after];
-  if (q.before !== undefined) where.push("id < ?"), args.push(q.before);
-  if (q.kind !== undefined) where.push("kind = ?"), args.push(q.kind);
-  if (q.to !== undefined) where.push("(to_agent = ? OR to_agent IS NULL)"), args.push(q.to);
-  if (q.from !== undefined) where.push("from_agent = ?"), args.push(q.from);
-  if (q.thread !== undefined) {
-    // The whole thread the message belongs to: its root and every reply under that root.
-    where.push(`coalesce(thread_id, id) = (SELECT coalesce(t.thread_id, t.id) FROM messages t
-      WHERE t.room_id = ? AND t.id = ?)`), args.push(roomId, q.thread);
+function messagesSql(mask: number): string {
+  let sql = listMessagesSql.get(mask);
+  if (sql === undefined) {
+    const where = MESSAGE_FILTERS.filter((_, i) => mask & (1 << i)).map(([, w]) => ` AND ${w}`);
+    const cols = MESSAGE_COLS.split(", ").map((c) => `m.${c}`).join(", ");
+    sql = `SELECT r.trimmed_rev, ${cols} FROM rooms r LEFT JOIN messages m
+      ON m.room_id = r.id AND m.id > ?${where.join("")} AND ? >= r.trimmed_rev
+      WHERE r.id = ? ORDER BY m.id ${mask & 1 ? "DESC" : "ASC"} LIMIT ?+0`;
+    listMessagesSql.set(mask, sql);
   }
-  if (q.unclaimed) {
-    where.push("(claimed_by IS NULL OR claim_expires_at <= ?)"), args.push(now());
-  }
-  // In the same snapshot as the rows: nothing when retention has passed the cursor, never a gap.
-  if (q.after > 0) {
-    where.push("? >= (SELECT trimmed_rev FROM rooms WHERE id = ?)"), args.push(q.after, roomId);
-  }
-  const order = q.before !== undefined ? "DESC" : "ASC";
-  const rs = await db.execute({
-    sql: `SELECT ${MESSAGE_COLS} FROM messages WHERE ${where.join(" AND ")}
-      ORDER BY id ${order} LIMIT ?`,
-    args: [...args, q.limit],
+  return sql;
+}
+
+async function queryMessages(db: Db, roomId: string, q: MessageQuery): Promise<ResultSet> {
+  let mask = 0;
+  const args: Value[] = [q.after];
+  const values = [q.before, q.kind, q.to, q.from, q.thread, q.unclaimed ? now() : undefined];
+  values.forEach((v, i) => {
+    if (v !== undefined) mask |= 1 << i, args.push(v);
   });
-  const list = objects(rs).map(toMessage);
-  return order === "DESC" ? list.reverse() : list;
+  // After 0 reads from the oldest kept message whatever retention removed.
+  args.push(q.after > 0 ? q.after : Number.MAX_SAFE_INTEGER, roomId, q.limit);
+  return await db.execute({ sql: messagesSql(mask), args });
+}
+
+/** Rows of a result by column index, whichever shape the driver returned them in. */
+function cells(rs: ResultSet): ArrayLike<unknown>[] {
+  return rs.rows.map((row) =>
+    Array.isArray(row) || typeof (row as ArrayLike<unknown>).length === "number"
+      ? row as ArrayLike<unknown>
+      : rs.columns.map((c) => (row as Record<string, unknown>)[c])
+  );
+}
+
+export interface MessagePage {
+  /** Each message as JSON text, in id order. */
+  items: string[];
+  /** The room's retention point when the messages were read; null when the room is gone. */
+  trimmedRev: number | null;
+}
+
+const shared = new Map<string, Promise<unknown>>();
+let sharing = false;
+
+/**
+ * Until the microtasks queued so far have run, the same listing asked again shares the first
+ * one's answer: when a write wakes thousands of held requests at once (feed.ts calls this after
+ * waking them), they read the room once, not once each. Nothing is shared past that, so no answer
+ * outlives a commit of this process. (Kept off otherwise: sharing cost every request CPU.)
+ */
+export function shareReadsNow() {
+  // Reads begun before this wake may predate the write that caused it: never share those.
+  shared.clear();
+  if (sharing) return;
+  sharing = true;
+  queueMicrotask(() => {
+    sharing = false;
+    shared.clear();
+  });
+}
+
+function once<T>(key: string, read: () => Promise<T>): Promise<T> {
+  if (!sharing) return read();
+  let p = shared.get(key) as Promise<T> | undefined;
+  if (p === undefined) shared.set(key, p = read());
+  return p;
+}
+
+/**
+ * Messages of a room in id order, after the cursor (or the newest ones before `before`), as
+ * JSON text with the stored bodies spliced in unparsed; none when retention removed messages
+ * after the cursor.
+ */
+export function listMessagesJson(db: Db, roomId: string, q: MessageQuery): Promise<MessagePage> {
+  const key = `m\n${roomId}\n${q.after}\n${q.before}\n${q.limit}\n${q.kind}\n${q.to}\n${q.from}\n` +
+    `${q.thread}\n${q.unclaimed}`;
+  return once(key, () => readMessagesJson(db, roomId, q));
+}
+
+async function readMessagesJson(db: Db, roomId: string, q: MessageQuery): Promise<MessagePage> {
+  const rows = cells(await queryMessages(db, roomId, q));
+  if (rows.length === 0) return { items: [], trimmedRev: null };
+  let items: string[] = [];
+  if (rows[0][2] !== null) {
+    const t = now();
+    items = rows.map((r) => messageJson(r, 1, t));
+  }
+  return {
+    items: q.before !== undefined ? items.reverse() : items,
+    trimmedRev: Number(rows[0][0]),
+  };
+}
+
+/** Messages of a room as objects; see `listMessagesJson`. */
+export async function listMessages(db: Db, roomId: string, q: MessageQuery): Promise<Message[]> {
+  const rs = await queryMessages(db, roomId, q);
+  const list = objects(rs).filter((r) => r.id !== null).map(toMessage);
+  return q.before !== undefined ? list.reverse() : list;
+}
+
+const str = (v: unknown) => JSON.stringify(String(v));
+const strOrNull = (v: unknown) => v === null ? "null" : JSON.stringify(String(v));
+const numOrNull = (v: unknown) => v === null ? "null" : String(Number(v));
+
+/** JSON.stringify(toMessage(row)), with the stored body spliced in as it is. */
+function messageJson(r: ArrayLike<unknown>, o: number, t: string): string {
+  const by = r[o + 9];
+  const expires = r[o + 11];
+  const held = by !== null && (expires === null || String(expires) > t);
+  const claim = held
+    ? `{"agent":${str(by)},"claimed_at":${str(r[o + 10])},"expires_at":${strOrNull(expires)}}`
+    : "null";
+  // A lease that ran out, while nobody has claimed the message since (see toMessage).
+  const lapsed = by !== null && !held
+    ? `,"expired_claim":{"agent":${str(by)},"expires_at":${strOrNull(expires)}}`
+    : "";
+  return `{"id":${Number(r[o + 1])},"room_id":${str(r[o])},"from_agent":${
+    strOrNull(r[o + 3])
+  },"to_agent":${strOrNull(r[o + 4])},"kind":${str(r[o + 5])},"body":${r[o + 6]},"reply_to":${
+    numOrNull(r[o + 7])
+  },"created_at":${str(r[o + 8])},"claim":${claim}${lapsed},"rev":${Number(r[o + 2])}}`;
+}
+
+/** JSON.stringify(toState(row)), with the stored value spliced in as it is. */
+function stateJson(r: ArrayLike<unknown>): string {
+  return `{"room_id":${str(r[0])},"scope":${str(r[1])},"key":${str(r[2])},"value":${
+    r[3]
+  },"version":${Number(r[4])},"rev":${Number(r[5])},"updated_at":${str(r[6])},"expires_at":${
+    strOrNull(r[7])
+  }}`;
 }
 
 export type ClaimResult =
   | { ok: true; message: Message }
   | { ok: false; message: Message | null };
+
+const CLAIM_MESSAGE_SQL = `UPDATE messages SET claimed_by = ?1,
+        claimed_at = CASE WHEN claimed_by = ?1 AND (claim_expires_at IS NULL OR claim_expires_at > ?2)
+          THEN claimed_at ELSE ?2 END,
+        claim_expires_at = ?3, rev = (SELECT rev + 1 FROM rooms WHERE id = ?4)
+      WHERE room_id = ?4 AND id = ?5
+        AND (claimed_by IS NULL OR claimed_by = ?1 OR claim_expires_at <= ?2)
+      RETURNING ${MESSAGE_COLS}`;
 
 /** Claims a message for `agent` unless someone else holds a live claim on it. */
 export async function claimMessage(
@@ -586,20 +777,19 @@ export async function claimMessage(
   idem?: KeyedWrite,
 ): Promise<ClaimResult> {
   const t = now();
-  const stmt = {
-    sql: `UPDATE messages SET claimed_by = ?1,
-        claimed_at = CASE WHEN claimed_by = ?1 AND (claim_expires_at IS NULL OR claim_expires_at > ?2)
-          THEN claimed_at ELSE ?2 END,
-        claim_expires_at = ?3, rev = (SELECT rev + 1 FROM rooms WHERE id = ?4)
-      WHERE room_id = ?4 AND id = ?5
-        AND (claimed_by IS NULL OR claimed_by = ?1 OR claim_expires_at <= ?2)
-      RETURNING ${MESSAGE_COLS}`,
-    args: [agent, t, expiresAt, roomId, id],
-  };
+  const stmt = { sql: CLAIM_MESSAGE_SQL, args: [agent, t, expiresAt, roomId, id] };
   const r = await claimWrite(db, roomId, stmt, idem);
   if (r) return { ok: true, message: r };
   return { ok: false, message: await getMessage(db, roomId, id) };
 }
+
+const RELEASE_MESSAGE_SQL =
+  `UPDATE messages SET claimed_by = NULL, claimed_at = NULL, claim_expires_at = NULL,
+        rev = (SELECT rev + 1 FROM rooms WHERE id = ?1)
+      WHERE room_id = ?1 AND id = ?2 AND claimed_by IS NOT NULL
+        AND (claim_expires_at IS NULL OR claim_expires_at > ?3)
+        AND (?4 IS NULL OR claimed_by = ?4)
+      RETURNING ${MESSAGE_COLS}`;
 
 /** Releases a claim held by `agent` (any holder when `agent` is null). */
 export async function releaseMessage(
@@ -609,15 +799,7 @@ export async function releaseMessage(
   agent: string | null,
   idem?: KeyedWrite,
 ): Promise<ClaimResult> {
-  const stmt = {
-    sql: `UPDATE messages SET claimed_by = NULL, claimed_at = NULL, claim_expires_at = NULL,
-        rev = (SELECT rev + 1 FROM rooms WHERE id = ?1)
-      WHERE room_id = ?1 AND id = ?2 AND claimed_by IS NOT NULL
-        AND (claim_expires_at IS NULL OR claim_expires_at > ?3)
-        AND (?4 IS NULL OR claimed_by = ?4)
-      RETURNING ${MESSAGE_COLS}`,
-    args: [roomId, id, now(), agent],
-  };
+  const stmt = { sql: RELEASE_MESSAGE_SQL, args: [roomId, id, now(), agent] };
   const r = await claimWrite(db, roomId, stmt, idem);
   if (r) return { ok: true, message: r };
   return { ok: false, message: await getMessage(db, roomId, id) };
@@ -639,9 +821,29 @@ async function claimWrite(
   return r ? toMessageAt(r, new Date(idem.at).toISOString()) : null;
 }
 
+// The cutoffs walk from the oldest kept message, so a trim costs what it removes: the excess
+// over the cap counted by rooms.msg_count, and the run of messages older than the age limit.
+const TRIM_BY_COUNT = `(SELECT max(id) FROM (SELECT id FROM messages
+  WHERE room_id = ?1 AND id > (SELECT trimmed_rev FROM rooms WHERE id = ?1) ORDER BY id
+  LIMIT (SELECT max(0, msg_count - ?2) FROM rooms WHERE id = ?1)))`;
+const TRIM_BY_AGE = `(SELECT id FROM messages WHERE room_id = ?1 AND id < coalesce(
+  (SELECT id FROM messages WHERE room_id = ?1 AND id > (SELECT trimmed_rev FROM rooms WHERE id = ?1)
+    AND created_at >= ?3 ORDER BY id LIMIT 1), 9007199254740991) ORDER BY id DESC LIMIT 1)`;
+const TRIM = [
+  `UPDATE rooms SET trimmed_rev = max(trimmed_rev,
+    coalesce(CASE WHEN ?2 > 0 AND msg_count > ?2 THEN ${TRIM_BY_COUNT} END, 0),
+    coalesce(CASE WHEN ?3 IS NOT NULL THEN ${TRIM_BY_AGE} END, 0))
+  WHERE id = ?1`,
+  // Everything below the cutoff: older messages are gone already, so this walks only the excess.
+  `DELETE FROM messages WHERE room_id = ?1
+    AND id <= (SELECT trimmed_rev FROM rooms WHERE id = ?1)`,
+  "UPDATE rooms SET msg_count = msg_count - changes() WHERE id = ?1",
+];
+
 /**
- * Drops a room's messages beyond the newest `keep` and older than `olderThan`, recording the
- * highest dropped id so that cursors older than it are refused instead of silently skipping.
+ * Drops a room's messages beyond the newest `keep` (0: no cap) and older than `olderThan`,
+ * recording the highest dropped id so that cursors older than it are refused instead of
+ * silently skipping.
  */
 export async function trimMessages(
   db: Db,
@@ -649,27 +851,11 @@ export async function trimMessages(
   keep: number,
   olderThan: string | null,
 ): Promise<void> {
-  const cutoffs = ["trimmed_rev"];
-  const args: Value[] = [roomId];
-  if (keep > 0) {
-    cutoffs.push(`coalesce((SELECT id FROM messages WHERE room_id = ?1
-      ORDER BY id DESC LIMIT 1 OFFSET ?${args.push(keep)}), 0)`);
-  }
-  if (olderThan !== null) {
-    cutoffs.push(`coalesce((SELECT max(id) FROM messages WHERE room_id = ?1
-      AND created_at < ?${args.push(olderThan)}), 0)`);
-  }
-  if (cutoffs.length === 1) return;
+  if (keep <= 0 && olderThan === null) return;
   await db.batch([
-    {
-      sql: `UPDATE rooms SET trimmed_rev = max(${cutoffs.join(", ")}) WHERE id = ?1`,
-      args,
-    },
-    {
-      sql: `DELETE FROM messages WHERE room_id = ?1
-        AND id <= (SELECT trimmed_rev FROM rooms WHERE id = ?1)`,
-      args: [roomId],
-    },
+    { sql: TRIM[0], args: [roomId, keep, olderThan] },
+    { sql: TRIM[1], args: [roomId] },
+    { sql: TRIM[2], args: [roomId] },
   ], "write");
 }
 
@@ -685,19 +871,24 @@ export async function roomsWithMessagesBefore(db: Db, before: string): Promise<s
 
 // ---------------------------------------------------------------- state
 
+const GET_STATE =
+  `SELECT ${STATE_COLS} FROM state WHERE room_id = ? AND scope = ? AND key = ? AND ${LIVE}`;
+
 export async function getState(
   db: Db,
   roomId: string,
   scope: string,
   key: string,
 ): Promise<StateEntry | null> {
-  const rs = await db.execute({
-    sql: `SELECT ${STATE_COLS} FROM state WHERE room_id = ? AND scope = ? AND key = ? AND ${LIVE}`,
-    args: [roomId, scope, key, now()],
-  });
+  const rs = await db.execute({ sql: GET_STATE, args: [roomId, scope, key, now()] });
   const r = objects(rs)[0];
   return r ? toState(r) : null;
 }
+
+const LIST_STATE = ["", "AND scope = ?"].map((byScope) =>
+  `SELECT ${STATE_COLS} FROM state WHERE room_id = ? ${byScope} AND ${LIVE}
+    ORDER BY scope, key LIMIT ?+0`
+);
 
 export async function listState(
   db: Db,
@@ -705,12 +896,11 @@ export async function listState(
   scope: string | undefined,
   limit: number,
 ): Promise<StateEntry[]> {
-  const byScope = scope === undefined ? "" : "AND scope = ?";
-  const rs = await db.execute({
-    sql: `SELECT ${STATE_COLS} FROM state WHERE room_id = ? ${byScope} AND ${LIVE}
-      ORDER BY scope, key LIMIT ?`,
-    args: [roomId, ...(scope === undefined ? [] : [scope]), now(), limit],
-  });
+  const rs = await db.execute(
+    scope === undefined
+      ? { sql: LIST_STATE[0], args: [roomId, now(), limit] }
+      : { sql: LIST_STATE[1], args: [roomId, scope, now(), limit] },
+  );
   return objects(rs).map(toState);
 }
 
@@ -728,18 +918,24 @@ export interface StateDelete {
   ifVersion?: number;
 }
 
-function putStatement(roomId: string, p: StatePut, maxKeys: number, t: string): Statement {
-  const ifv = p.ifVersion ?? null;
-  return {
-    sql: `INSERT INTO state (room_id, scope, key, value, version, rev, updated_at, expires_at)
+/**
+ * The live keys of room `r` (?1) at time ?5 are below the cap ?8: the counter of keys not
+ * deleted, less (only when it reaches the cap) the expired ones still stored, counted in the
+ * state_expires index without reading any value.
+ */
+const BELOW_CAP = `CASE WHEN r.state_keys < ?8 THEN 1 ELSE r.state_keys - (SELECT count(*)
+  FROM state WHERE room_id = ?1 AND deleted = 0 AND expires_at IS NOT NULL AND expires_at <= ?5)
+  < ?8 END`;
+
+const PUT_STATE =
+  `INSERT INTO state (room_id, scope, key, value, version, rev, updated_at, expires_at)
       SELECT r.id, ?2, ?3, ?4, 1, r.rev + 1, ?5, ?6 FROM rooms r
       WHERE r.id = ?1
         AND (?7 IS NULL OR ?7 = 0 OR EXISTS (SELECT 1 FROM state
           WHERE room_id = ?1 AND scope = ?2 AND key = ?3))
         AND (EXISTS (SELECT 1 FROM state WHERE room_id = ?1 AND scope = ?2 AND key = ?3
             AND deleted = 0 AND (expires_at IS NULL OR expires_at > ?5))
-          OR (SELECT count(*) FROM state WHERE room_id = ?1 AND deleted = 0
-            AND (expires_at IS NULL OR expires_at > ?5)) < ?8)
+          OR ${BELOW_CAP})
       ON CONFLICT (room_id, scope, key) DO UPDATE SET
         value = excluded.value, version = state.version + 1, rev = excluded.rev,
         updated_at = excluded.updated_at, expires_at = excluded.expires_at, deleted = 0
@@ -747,18 +943,25 @@ function putStatement(roomId: string, p: StatePut, maxKeys: number, t: string): 
         OR (?7 = 0 AND (state.deleted = 1 OR state.expires_at <= ?5))
         OR (?7 = state.version AND state.deleted = 0
           AND (state.expires_at IS NULL OR state.expires_at > ?5))
-      RETURNING ${STATE_COLS}`,
+      RETURNING ${STATE_COLS}`;
+
+function putStatement(roomId: string, p: StatePut, maxKeys: number, t: string): Statement {
+  const ifv = p.ifVersion ?? null;
+  return {
+    sql: PUT_STATE,
     args: [roomId, p.scope, p.key, JSON.stringify(p.value), t, p.expiresAt ?? null, ifv, maxKeys],
   };
 }
 
+const DELETE_STATE = `UPDATE state SET deleted = 1, value = 'null', expires_at = NULL,
+    updated_at = ?4, rev = (SELECT rev + 1 FROM rooms WHERE id = ?1)
+  WHERE room_id = ?1 AND scope = ?2 AND key = ?3 AND deleted = 0
+    AND (expires_at IS NULL OR expires_at > ?4) AND (?5 IS NULL OR version = ?5)
+  RETURNING ${STATE_COLS}`;
+
 function deleteStatement(roomId: string, d: StateDelete, t: string): Statement {
   return {
-    sql: `UPDATE state SET deleted = 1, value = 'null', expires_at = NULL, updated_at = ?4,
-        rev = (SELECT rev + 1 FROM rooms WHERE id = ?1)
-      WHERE room_id = ?1 AND scope = ?2 AND key = ?3 AND deleted = 0
-        AND (expires_at IS NULL OR expires_at > ?4) AND (?5 IS NULL OR version = ?5)
-      RETURNING ${STATE_COLS}`,
+    sql: DELETE_STATE,
     args: [roomId, d.scope, d.key, t, d.ifVersion ?? null],
   };
 }
@@ -796,13 +999,17 @@ export async function deleteState(
 
 export type StateOp = ({ op: "put" } & StatePut) | ({ op: "delete" } & StateDelete);
 
-/** Counts a room's live keys, to tell a full room from a failed condition. */
+const COUNT_STATE = `SELECT r.state_keys - (SELECT count(*) FROM state
+    WHERE room_id = r.id AND deleted = 0 AND expires_at IS NOT NULL AND expires_at <= ?) AS n
+  FROM rooms r WHERE r.id = ?`;
+
+/**
+ * Counts a room's live keys, to tell a full room from a failed condition: from the room's
+ * counter, without reading the keys.
+ */
 export async function countState(db: Db, roomId: string): Promise<number> {
-  const rs = await db.execute({
-    sql: `SELECT count(*) AS n FROM state WHERE room_id = ? AND ${LIVE}`,
-    args: [roomId, now()],
-  });
-  return Number(objects(rs)[0].n);
+  const rs = await db.execute({ sql: COUNT_STATE, args: [now(), roomId] });
+  return Number(objects(rs)[0]?.n ?? 0);
 }
 
 /**
@@ -1001,6 +1208,24 @@ export async function readDigest(
 
 // ---------------------------------------------------------------- changes
 
+const LIST_CHANGES = [
+  `SELECT ${MESSAGE_COLS} FROM messages WHERE room_id = ? AND rev > ? ORDER BY rev LIMIT ?+0`,
+  `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ? AND rev > ? ORDER BY rev LIMIT ?+0`,
+  `SELECT ${STATE_COLS} FROM state WHERE room_id = ? AND rev > ? ORDER BY rev LIMIT ?+0`,
+  // Read in the same snapshot, so a trim between two reads cannot open an unseen gap.
+  "SELECT trimmed_rev FROM rooms WHERE id = ?",
+];
+
+async function queryChanges(db: Db, roomId: string, after: number, limit: number) {
+  const args = [roomId, after, limit];
+  return await db.batch([
+    { sql: LIST_CHANGES[0], args },
+    { sql: LIST_CHANGES[1], args },
+    { sql: LIST_CHANGES[2], args },
+    { sql: LIST_CHANGES[3], args: [roomId] },
+  ], "read");
+}
+
 /**
  * Every change after `after` in revision order, each entity at its latest revision, with the
  * room's retention point read in the same snapshot.
@@ -1011,23 +1236,7 @@ export async function listChanges(
   after: number,
   limit: number,
 ): Promise<{ changes: Change[]; trimmedRev: number }> {
-  const [messages, agents, state, room] = await db.batch([
-    {
-      sql:
-        `SELECT ${MESSAGE_COLS} FROM messages WHERE room_id = ? AND rev > ? ORDER BY rev LIMIT ?`,
-      args: [roomId, after, limit],
-    },
-    {
-      sql: `SELECT ${AGENT_COLS} FROM agents WHERE room_id = ? AND rev > ? ORDER BY rev LIMIT ?`,
-      args: [roomId, after, limit],
-    },
-    {
-      sql: `SELECT ${STATE_COLS} FROM state WHERE room_id = ? AND rev > ? ORDER BY rev LIMIT ?`,
-      args: [roomId, after, limit],
-    },
-    // Read in the same snapshot, so a trim between two reads cannot open an unseen gap.
-    { sql: "SELECT trimmed_rev FROM rooms WHERE id = ?", args: [roomId] },
-  ], "read");
+  const [messages, agents, state, room] = await queryChanges(db, roomId, after, limit);
   const changes: Change[] = [
     ...objects(messages).map((r) => ({
       rev: Number(r.rev),
@@ -1048,6 +1257,71 @@ export async function listChanges(
       state: toState(r),
     })),
   ];
+  return {
+    changes: changes.sort((a, b) => a.rev - b.rev).slice(0, limit),
+    trimmedRev: Number(objects(room)[0]?.trimmed_rev ?? 0),
+  };
+}
+
+/** One change as JSON text, with its revision. */
+export interface ChangeJson {
+  rev: number;
+  json: string;
+}
+
+/**
+ * The changes of `listChanges` as JSON text, stored bodies and values spliced in unparsed;
+ * agents carry `online` (seen within `onlineSeconds`), as the agent routes show them.
+ */
+export function listChangesJson(
+  db: Db,
+  roomId: string,
+  after: number,
+  limit: number,
+  onlineSeconds: number,
+): Promise<{ changes: ChangeJson[]; trimmedRev: number }> {
+  return once(
+    `c\n${roomId}\n${after}\n${limit}\n${onlineSeconds}`,
+    () => readChangesJson(db, roomId, after, limit, onlineSeconds),
+  );
+}
+
+async function readChangesJson(
+  db: Db,
+  roomId: string,
+  after: number,
+  limit: number,
+  onlineSeconds: number,
+): Promise<{ changes: ChangeJson[]; trimmedRev: number }> {
+  const [messages, agents, state, room] = await queryChanges(db, roomId, after, limit);
+  const t = now();
+  const changes: ChangeJson[] = [];
+  for (const r of cells(messages)) {
+    const rev = Number(r[2]);
+    changes.push({
+      rev,
+      json: `{"rev":${rev},"type":"message","message":${messageJson(r, 0, t)}}`,
+    });
+  }
+  for (const r of objects(agents)) {
+    const a = toAgent(r);
+    const online = a.last_seen !== null &&
+      Date.now() - Date.parse(a.last_seen) < onlineSeconds * 1000;
+    changes.push({
+      rev: a.rev,
+      json: `{"rev":${a.rev},"type":"agent","agent":${JSON.stringify({ ...a, online })}}`,
+    });
+  }
+  for (const r of cells(state)) {
+    const rev = Number(r[5]);
+    changes.push({
+      rev,
+      // Only expiry leaves a deleted key with its expires_at (a delete clears it).
+      json: `{"rev":${rev},"type":"state","deleted":${Number(r[8]) === 1}${
+        Number(r[8]) === 1 && r[7] !== null ? ',"expired":true' : ""
+      },"state":${stateJson(r)}}`,
+    });
+  }
   return {
     changes: changes.sort((a, b) => a.rev - b.rev).slice(0, limit),
     trimmedRev: Number(objects(room)[0]?.trimmed_rev ?? 0),

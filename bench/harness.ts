@@ -3,9 +3,9 @@ import type { Fixture } from "./seed.ts";
 
 export const ROOT = new URL("../", import.meta.url).pathname;
 export const BENCH = new URL("./", import.meta.url).pathname;
-export const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 3);
-export const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);
-export const CONNECTIONS = Number(Deno.env.get("BENCH_CONNECTIONS") ?? 10);
+export const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 2);
+export const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 2);
+export const CONNECTIONS = Number(Deno.env.get("BENCH_CONNECTIONS") ?? 16);
 export const SYNCHRONOUS = (Deno.env.get("BENCH_SYNCHRONOUS") ?? "NORMAL").toUpperCase() as
   | "NORMAL"
   | "FULL";
@@ -133,6 +133,13 @@ export async function startBare(): Promise<Server> {
   );
 }
 
+/** A process's resident memory now and at its peak, in KB (from /proc/<pid>/status). */
+export async function rss(pid: number): Promise<{ now: number; peak: number }> {
+  const status = await output(["cat", `/proc/${pid}/status`]);
+  const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
+  return { now: kb("VmRSS"), peak: kb("VmHWM") };
+}
+
 /** Clock ticks (1/100 s) of CPU the process has used, user + system. */
 async function cpuTicks(pid: number): Promise<number> {
   const fields = (await output(["cat", `/proc/${pid}/stat`])).replace(/^.*\) /, "").split(" ");
@@ -141,12 +148,16 @@ async function cpuTicks(pid: number): Promise<number> {
 
 export type Task = () => Promise<Measure>;
 
-/** A wrk run on the load core (the first one after a 1 s warm-up); fails on any non-2xx. */
+/**
+ * A wrk run on the load core (the first one after a 1 s warm-up unless the server is warm
+ * already); fails on any non-2xx.
+ */
 export function wrkTask(
   server: Server,
   path: string,
   script?: string,
   env: Record<string, string> = {},
+  { connections = CONNECTIONS, warmup = true, seconds = SECONDS } = {},
 ): Task {
   const args = (seconds: number) => [
     "taskset",
@@ -154,17 +165,17 @@ export function wrkTask(
     LOAD_CORE,
     "wrk",
     "-t1",
-    `-c${CONNECTIONS}`,
+    `-c${connections}`,
     `-d${seconds}s`,
     "--latency",
     ...(script ? ["-s", `${BENCH}${script}`] : []),
     server.base + path,
   ];
-  let warm = false;
+  let warm = !warmup;
   return async () => {
-    if (!warm) await output(args(1), env), warm = true;
+    if (!warm) await output(args(1), { ...env, BENCH_RUN: crypto.randomUUID() }), warm = true;
     const ticks = await cpuTicks(server.pid);
-    const text = await output(args(SECONDS), env);
+    const text = await output(args(seconds), { ...env, BENCH_RUN: crypto.randomUUID() });
     const used = await cpuTicks(server.pid) - ticks;
     const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
     const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/
@@ -182,7 +193,12 @@ export function wrkTask(
 }
 
 /** The service's own statement in a loop on raw node:sqlite, on the server core. */
-export function rawTask(mode: string, f: Fixture, after = 0): Task {
+export function rawTask(
+  mode: string,
+  f: Fixture,
+  after = 0,
+  synchronous: string = SYNCHRONOUS,
+): Task {
   return async () => {
     const r = JSON.parse(
       await output([
@@ -198,7 +214,7 @@ export function rawTask(mode: string, f: Fixture, after = 0): Task {
         String(SECONDS),
         "1",
         f.roomId,
-        SYNCHRONOUS,
+        synchronous,
         String(after),
       ]),
     );

@@ -1,7 +1,8 @@
 // The storage ceiling: the service's own statements run in a loop on raw node:sqlite, no HTTP.
-// Usage: raw_sqlite.ts <insert|select|tail|upsert> <db> <seconds> <rounds> <room> <synchronous> [after]
+// Usage: raw_sqlite.ts <insert|plain|select|tail|upsert> <db> <seconds> <rounds> <room> <synchronous> [after]
 // (select: `after` random below the given one; tail: `after` as given). Prints the best round.
-// The SQL and arguments are captured from schema.ts itself, so they are the statements it runs.
+// The SQL and arguments are captured from schema.ts itself, so they are the statements it runs;
+// "plain" is the floor below them: a single-row INSERT into a table with no index or trigger.
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { cpuUsage } from "node:process";
 import type { Db, ResultSet, Statement } from "../db.ts";
@@ -35,6 +36,11 @@ if (mode === "insert") {
     body: { text: "hello from the bench", n: 1 },
     replyTo: null,
   });
+} else if (mode === "plain") {
+  rec.stmts.push({
+    sql: "INSERT INTO plain_bench (room_id, body) VALUES (?, ?)",
+    args: [roomId, JSON.stringify({ text: "hello from the bench", n: 1 })],
+  });
 } else if (mode === "select" || mode === "tail") {
   await listMessages(rec.db, roomId, { after: AFTER_SENTINEL, limit: 50 });
 } else if (mode === "upsert") {
@@ -53,6 +59,11 @@ const sqlite = new DatabaseSync(path);
 sqlite.exec(
   `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}; PRAGMA busy_timeout = 5000;`,
 );
+if (mode === "plain") {
+  sqlite.exec(
+    "CREATE TABLE IF NOT EXISTS plain_bench (id INTEGER PRIMARY KEY, room_id TEXT, body TEXT)",
+  );
+}
 const stmt: StatementSync = sqlite.prepare(rec.stmts[0].sql);
 // As db.ts does: rows as arrays.
 (stmt as unknown as { setReturnArrays(on: boolean): void }).setReturnArrays(true);

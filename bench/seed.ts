@@ -85,3 +85,25 @@ export async function createFixture(
   sqlite.close();
   return { path, roomId: ROOM_ID, roomToken, agentId: AGENT_ID, agentToken, messages, rev };
 }
+
+/**
+ * Adds `keys` shared state keys to the fixture's room, each a JSON string of about
+ * `valueBytes` bytes, written straight to the file (the schema's triggers keep the counters).
+ */
+export function seedState(f: Fixture, keys: number, valueBytes: number) {
+  const sqlite = new DatabaseSync(f.path);
+  sqlite.exec("PRAGMA synchronous = OFF");
+  const insert = sqlite.prepare(
+    `INSERT INTO state (room_id, scope, key, value, version, rev, updated_at)
+      SELECT id, '_shared', ?, ?, 1, rev + 1, ? FROM rooms WHERE id = ?`,
+  );
+  const filler = "x".repeat(Math.max(0, valueBytes - 20));
+  const at = new Date().toISOString();
+  sqlite.exec("BEGIN");
+  for (let i = 0; i < keys; i++) {
+    insert.run(`key-${i}`, JSON.stringify(`${i} ${filler}`), at, f.roomId);
+  }
+  sqlite.exec("COMMIT");
+  sqlite.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  sqlite.close();
+}
