@@ -167,7 +167,7 @@ export function stateOperations(api: Api) {
           expiresAt: api.expiry(b.ttl),
         }, api.config.maxKeys);
         if (!entry) throw await conflict(c, roomId, scope, b.key, b.if_version);
-        api.written(roomId, entry.rev);
+        api.written(roomId, entry.rev, b.ttl !== undefined);
         return c.json(entry);
       },
     }),
@@ -267,7 +267,9 @@ export function stateOperations(api: Api) {
         const d = c.get("db");
         const results = await q.applyStateBatch(d, roomId, ops, api.config.maxKeys);
         if (results) {
-          api.written(roomId, results[results.length - 1].rev);
+          const setsExpiry = results.length > 1 ||
+            ops.some((op) => op.op === "put" && op.expiresAt != null);
+          api.written(roomId, results[results.length - 1].rev, setsExpiry);
           return c.json({
             results: results.map((r, i) => ops[i].op === "delete" ? { ...r, deleted: true } : r),
             rev: results[results.length - 1].rev,
