@@ -104,11 +104,11 @@ export class AuthenticatedPairs {
   constructor(readonly max = 100_000) {}
 
   has(token: string, roomId: string): boolean {
-    return this.#pairs.has(`${sha256(token)}\n${roomId}`);
+    return this.#pairs.has(`${tokenHash(token)}\n${roomId}`);
   }
 
   add(token: string, roomId: string) {
-    const pair = `${sha256(token)}\n${roomId}`;
+    const pair = `${tokenHash(token)}\n${roomId}`;
     if (this.#pairs.has(pair)) return;
     if (this.#pairs.size >= this.max) this.#pairs.delete(this.#pairs.values().next().value!);
     this.#pairs.add(pair);

@@ -323,7 +323,9 @@ export class Api {
   }
 
   /** A write reached revision `rev` of the room: wake its held requests. */
-  written(roomId: string, rev: number) {
+  written(roomId: string, rev: number, setsExpiry = false) {
+    // A write that set no lease or ttl leaves the room's next expiry as it was known.
+    if (!setsExpiry) this.waiters.carryExpiry(roomId, rev);
     this.waiters.notify(roomId, rev);
   }
 

@@ -170,6 +170,16 @@ export class Waiters {
   }
 
   /**
+   * This process's write took revision `rev` of the room and set no lease or ttl: when the
+   * room's next expiry is known at the revision just before, it still holds, and `settle` need
+   * not read it again.
+   */
+  carryExpiry(roomId: string, rev: number) {
+    const known = this.#expiries.get(roomId);
+    if (known && known.rev === rev - 1) this.#expiries.set(roomId, { rev, next: known.next });
+  }
+
+  /**
    * Records the room's leases and ttls that ran out (see `expireDue`), before a request reads or
    * writes it, and returns the room's revision after that. Reads the room's earliest expiry
    * only when its revision moved since the last look, so a quiet room costs no query.

@@ -297,6 +297,9 @@ try {
   const holder = await startService(many, {
     SYNC_MAX_WAITS: String(WAITERS * 2),
     SYNC_MAX_WAITS_PER_CLIENT: String(WAITERS * 2),
+    // One load generator is one address holding every wait in one room.
+    SYNC_MAX_WAITS_PER_ROOM: String(WAITERS * 2),
+    SYNC_MAX_WAITS_PER_ADDRESS: String(WAITERS * 2),
   });
   const held = await client("waiters.ts", [
     String(holder.port),

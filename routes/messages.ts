@@ -188,7 +188,7 @@ export function messageOperations(api: Api) {
             { claim: r.message.claim },
           );
         }
-        api.written(roomId, r.message.rev);
+        api.written(roomId, r.message.rev, b.ttl !== undefined);
         if (api.open) api.markSeen(d, roomId, agent);
         return api.answer(c, "message_claim", [r.message]);
       },

@@ -174,7 +174,7 @@ export function stateOperations(api: Api) {
           keyed(c),
         );
         if (!entry) throw await conflict(c, roomId, scope, b.key, b.if_version);
-        api.written(roomId, entry.rev);
+        api.written(roomId, entry.rev, b.ttl !== undefined);
         return api.answer(c, "state_put", [{ entry, deleted: false }]);
       },
     }),
@@ -274,7 +274,9 @@ export function stateOperations(api: Api) {
         const d = c.get("db");
         const results = await q.applyStateBatch(d, roomId, ops, api.config.maxKeys, keyed(c));
         if (results) {
-          api.written(roomId, results[results.length - 1].rev);
+          const setsExpiry = results.length > 1 ||
+            ops.some((op) => op.op === "put" && op.expiresAt != null);
+          api.written(roomId, results[results.length - 1].rev, setsExpiry);
           return api.answer(
             c,
             "state_batch",

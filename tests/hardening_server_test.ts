@@ -1,22 +1,11 @@
 // Issue 8, real server processes: a graceful stop, the bind address, a bad database, aborted uploads.
 import assert from "node:assert/strict";
+import { freePort, startArgs } from "./servers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
 /** The `deno task start` command line, run with this Deno binary. */
-const ARGS: string[] = await (async () => {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const [deno, ...args] = config.tasks.start.split(/\s+/);
-  assert.equal(deno, "deno");
-  return args;
-})();
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
+const ARGS: string[] = await startArgs();
 
 /** A server process whose whole stdout and stderr are kept. */
 interface Proc {

@@ -1,97 +1,9 @@
 // Real server processes started as `deno task start` does: the agent loop, crashes, races, wake-ups.
 import assert from "node:assert/strict";
+import { call, serverTest, startServer } from "./servers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-
-/** The `deno task start` command line, run with this Deno binary. */
-async function startArgs(): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const [deno, ...args] = config.tasks.start.split(/\s+/);
-  assert.equal(deno, "deno");
-  return args;
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-interface Server {
-  url: string;
-  process: Deno.ChildProcess;
-  stop(signal?: Deno.Signal): Promise<void>;
-}
-
-/** Starts the server on `dbPath` and waits for its startup line. */
-async function startServer(dbPath: string, env: Record<string, string> = {}): Promise<Server> {
-  const port = freePort();
-  const process = new Deno.Command(Deno.execPath(), {
-    args: await startArgs(),
-    cwd: ROOT,
-    env: { PORT: String(port), SYNC_DB: dbPath, SYNC_HOST: "127.0.0.1", ...env },
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!out.includes("listening")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited before listening: ${out}`);
-    out += value;
-  }
-  assert.match(out, /auth: token/);
-  // Keep draining stdout so the server never blocks on a full pipe.
-  (async () => {
-    while (!(await reader.read()).done) { /* drain */ }
-  })().catch(() => {});
-  return {
-    url: `http://127.0.0.1:${port}`,
-    process,
-    async stop(signal: Deno.Signal = "SIGTERM") {
-      try {
-        process.kill(signal);
-      } catch { /* already gone */ }
-      await process.status;
-    },
-  };
-}
-
-async function call(
-  base: string,
-  method: string,
-  path: string,
-  token?: string,
-  body?: unknown,
-  // deno-lint-ignore no-explicit-any
-): Promise<{ status: number; body: any }> {
-  const headers: Record<string, string> = {};
-  if (token) headers.authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: await res.json() };
-}
-
-function test(name: string, fn: (dir: string) => Promise<void>) {
-  Deno.test({
-    name,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    fn: async () => {
-      const dir = await Deno.makeTempDir();
-      try {
-        await fn(dir);
-      } finally {
-        await Deno.remove(dir, { recursive: true });
-      }
-    },
-  });
-}
+const test = serverTest;
 
 test("the README's typical agent loop works against the real server over HTTP", async (dir) => {
   const server = await startServer(`${dir}/sync.db`);

@@ -4,14 +4,15 @@ import assert from "node:assert/strict";
 const ROOT = new URL("..", import.meta.url).pathname;
 
 /** The `deno task start` command line, run with this Deno binary. */
-async function startArgs(): Promise<string[]> {
+export async function startArgs(): Promise<string[]> {
   const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
   const [deno, ...args] = config.tasks.start.split(/\s+/);
   assert.equal(deno, "deno");
   return args;
 }
 
-function freePort(): number {
+/** A port nothing listens on now, on 127.0.0.1. */
+export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();

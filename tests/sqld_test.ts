@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { openDb, retryBusy } from "../db.ts";
 import { migrate } from "../schema.ts";
+import { freePort } from "./servers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 /** Where .ci/run installs sqld; `SQLD_BIN` names another binary. */
@@ -18,13 +19,6 @@ function findSqld(): string | null {
   } catch {
     return null;
   }
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 interface Proc {
