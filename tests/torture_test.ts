@@ -128,12 +128,12 @@ Deno.test({
   fn: async () => {
     const { figures, violations } = await runTorture({
       seconds: 3,
-      clients: 8,
+      clients: 12,
       keys: 3,
-      kills: 1,
+      kills: 2,
       retryBoundMs: 5_000,
     });
-    assert.equal(figures["kill -9"], 1);
+    assert.equal(figures["kill -9"], 2);
     assert.equal(figures["duplicates found"], 0);
     assert.deepEqual(violations, [], JSON.stringify(figures, null, 2));
   },
