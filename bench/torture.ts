@@ -105,14 +105,23 @@ export interface Run {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pick = <T>(xs: T[]): T => xs[Math.floor(Math.random() * xs.length)];
 
-/** Runs the torture once; the result holds the figures and every violation found. */
+/**
+ * Runs the torture once; the result holds the figures, every violation found, and the last
+ * lines each server process wrote to stderr (where a 500 leaves its stack).
+ */
 export async function runTorture(
   opts: TortureOptions,
-): Promise<{ figures: Figures; violations: string[] }> {
+): Promise<{ figures: Figures; violations: string[]; stderr: string }> {
   const started = performance.now();
   const dir = await Deno.makeTempDir({ prefix: "agent-sync-torture-" });
   const db = `${dir}/sync.db`;
   const servers: Server[] = [];
+  const all: Server[] = [];
+  const startServer = async (db: string) => {
+    const s = await spawnServer(db);
+    all.push(s);
+    return s;
+  };
   try {
     servers.push(await startServer(db));
     servers.push(await startServer(db));
@@ -123,9 +132,8 @@ export async function runTorture(
     const clients = run.agents.map((a) => client(run, a));
     const retries: Promise<void>[] = [];
     for (let k = 0; k < opts.kills; k++) {
-      await sleep(
-        loadStart + ((k + 1) * opts.seconds * 1000) / (opts.kills + 1) - performance.now(),
-      );
+      const at = loadStart + ((k + 1) * opts.seconds * 1000) / (opts.kills + 1);
+      await sleep(Math.max(0, at - performance.now()));
       const i = k % 2;
       // Strike while writes are in flight on the victim (waiting at most a second for that).
       const strikeBy = performance.now() + 1000;
@@ -149,7 +157,8 @@ export async function runTorture(
     const final = await readFinal(run);
     const figures = verify(run, final);
     figures.duration = `${((performance.now() - started) / 1000).toFixed(1)} s`;
-    return { figures, violations: run.violations };
+    const stderr = all.map((s, i) => `process ${i}:\n${s.stderr.join("")}`).join("\n");
+    return { figures, violations: run.violations, stderr };
   } finally {
     for (const s of servers) {
       try {
@@ -171,7 +180,7 @@ function freePort(): number {
 }
 
 /** Starts `deno task start` (its command line from deno.json) and waits for its startup line. */
-async function startServer(db: string): Promise<Server> {
+async function spawnServer(db: string): Promise<Server> {
   const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
   const [, ...args] = config.tasks.start.split(/\s+/);
   const port = freePort();
@@ -583,12 +592,13 @@ if (import.meta.main) {
     `torture: ${opts.seconds} s of load from ${opts.clients} clients on 2 servers, ` +
       `${opts.kills} kill -9, lost answers retried for up to ${opts.retryBoundMs / 1000} s`,
   );
-  const { figures, violations } = await runTorture(opts);
+  const { figures, violations, stderr } = await runTorture(opts);
   for (const [name, value] of Object.entries(figures)) console.log(`${name.padEnd(24)} ${value}`);
   if (violations.length > 0) {
     console.log(`\n${violations.length} violation(s):`);
     for (const v of violations.slice(0, 40)) console.log(`  ${v}`);
     if (violations.length > 40) console.log(`  … and ${violations.length - 40} more`);
+    if (stderr.trim()) console.log(`\nwhat the servers wrote to stderr (last lines):\n${stderr}`);
     Deno.exit(1);
   }
   console.log("\nno violation");
