@@ -6,7 +6,7 @@ import {
   type RegisterInput,
   type RegisterOutput,
 } from "./linearizability.ts";
-import type { Run, Write } from "./torture.ts";
+import type { Run, Write } from "./torture_load.ts";
 
 /** What the room holds once the load is over and every retry is done. */
 export interface Final {
@@ -204,10 +204,41 @@ function checkHistories(run: Run): string {
     if (r.result !== "linearizable") {
       bad = true;
       run.violations.push(`the history of ${key} (${history.length} operations) is ${r.result}`);
+      run.violations.push(...explain(run, key, history));
     }
     results.push(`${key} ${r.result}`);
   }
   return `${bad ? "VIOLATED" : "ok"} over ${ops} operations (${results.join(", ")})`;
+}
+
+/** The usual cause, named: a value was seen that no write answered 200 for. */
+function explain(run: Run, key: string, history: Operation<RegisterInput, RegisterOutput>[]) {
+  const written = new Set(
+    history.filter((op) => op.output?.kind === "ok").map((op) =>
+      JSON.stringify((op.input as { value: unknown }).value)
+    ),
+  );
+  const seen = new Map<string, number>();
+  for (const op of history) {
+    if (op.output && op.output.kind !== "ok" && op.output.version > 0) {
+      seen.set(JSON.stringify(op.output.value), op.output.version);
+    }
+  }
+  const lines = [];
+  for (const [value, version] of seen) {
+    if (written.has(value)) continue;
+    const w = run.writes.find((w) =>
+      w.stateKey === key && JSON.stringify(JSON.parse(w.body).value) === value
+    );
+    lines.push(
+      `  ${key} was seen at version ${version} holding ${value}, which no write answered 200 for` +
+        (w
+          ? `: its write answered ${w.status} ${w.answer?.error ?? ""}` +
+            `${w.retried ? " to a retry after a lost answer" : ""}`
+          : ""),
+    );
+  }
+  return lines;
 }
 
 function casOutput(w: Write): RegisterOutput | undefined {
