@@ -7,6 +7,8 @@ const ATTEMPT_MS = 15_000;
 const PAUSE_MS = 250;
 /** Lease of every claim: far longer than a run, so a claim stays live throughout. */
 const CLAIM_TTL = 600;
+/** A bound on the writes of one run whatever the machine's speed (and on the checker's work). */
+const MAX_WRITES = 50_000;
 
 export interface TortureOptions {
   /** Seconds of load. */
@@ -126,8 +128,9 @@ export function liveServer(run: Run): Server {
   return pick(run.servers.filter((s) => s.up));
 }
 
+/** One agent's loop: a message or task, a compare-and-set, or a claim race, until told to stop. */
 export async function client(run: Run, agent: Agent) {
-  while (performance.now() < run.stopAt) {
+  while (performance.now() < run.stopAt && run.writes.length < MAX_WRITES) {
     const r = Math.random();
     if (r < 0.45) await postMessage(run, agent, Math.random() < 0.3 ? "task" : "message");
     else if (r < 0.8) {
