@@ -100,7 +100,10 @@ async function spawnServer(db: string): Promise<Server> {
   const process = new Deno.Command(Deno.execPath(), {
     args,
     cwd: ROOT,
+    // The caller's SYNC_* settings (an admin token, open mode) would change what is tested.
+    clearEnv: true,
     env: {
+      ...Object.fromEntries(Object.entries(Deno.env.toObject()).filter(([k]) => !/^SYNC_/.test(k))),
       PORT: String(port),
       SYNC_DB: db,
       SYNC_HOST: "127.0.0.1",
@@ -198,6 +201,7 @@ async function readFinal(run: Run): Promise<Final> {
     after = page.body.next;
   }
   const room = await call(base, "GET", path, token);
+  if (room.status !== 200) throw new Error(`GET room answered ${room.status}`);
   const versions = new Map<string, number>();
   for (let k = 0; k < run.opts.keys; k++) {
     const seen = await readKey(run, run.agents[0], `key-${k}`);
