@@ -1,4 +1,5 @@
 // The answers of the write routes, shaped once: by the handler, and by a replay of its Idempotency-Key.
+import { isOnline } from "./models.ts";
 import type { Agent, AnswerOp, Message, Room, StateEntry, StateWrite } from "./schema.ts";
 
 /** Secrets minted for one answer (tokens), merged into it; stored only encrypted. */
@@ -26,8 +27,7 @@ export interface AnswerContext {
 
 /** An agent as the API shows it: whether it was seen within `onlineSeconds` before `at`. */
 export function agentView(a: Agent, onlineSeconds: number, at = Date.now()) {
-  const online = a.last_seen !== null && at - Date.parse(a.last_seen) < onlineSeconds * 1000;
-  return { ...a, online };
+  return { ...a, online: isOnline(a.last_seen, onlineSeconds, at) };
 }
 
 function stateDeleted(e: StateEntry) {

@@ -1,7 +1,7 @@
 // What every route shares: the configuration, the database, and who a request acts as in a room.
 import type { Context } from "npm:hono@^4.13.19";
 import { z } from "npm:zod@^4.6.7";
-import { AuthenticatedPairs, safeEqual, tokenHash, tokenKind } from "./auth.ts";
+import { AuthenticatedPairs, safeEqual, tokenHash, type TokenKind, tokenKind } from "./auth.ts";
 import type { Config } from "./config.ts";
 import type { Db } from "./db.ts";
 import { ROOM_GONE, Waiters } from "./feed.ts";
@@ -151,13 +151,8 @@ export class Api {
     return a;
   }
 
-  async authorize(c: Context<Env>, roomId: string): Promise<Access> {
-    const d = c.get("db");
-    if (this.open) {
-      const room = await q.getRoomAuth(d, roomId);
-      if (!room) throw this.noRoom(roomId);
-      return { room, actor: { kind: "open" } };
-    }
+  /** The token a request presents, or 401 when it sends none or one of no known shape. */
+  presented(c: Context<Env>): { token: string; admin: boolean; kind: TokenKind | null } {
     const token = this.bearer(c);
     if (token === null) {
       throw new HttpError(
@@ -179,6 +174,17 @@ export class Api {
         { "WWW-Authenticate": 'Bearer realm="agent-sync", error="invalid_token"' },
       );
     }
+    return { token, admin, kind };
+  }
+
+  async authorize(c: Context<Env>, roomId: string): Promise<Access> {
+    const d = c.get("db");
+    if (this.open) {
+      const room = await q.getRoomAuth(d, roomId);
+      if (!room) throw this.noRoom(roomId);
+      return { room, actor: { kind: "open" } };
+    }
+    const { token, admin, kind } = this.presented(c);
     const hash = admin ? null : tokenHash(token);
     const room = await q.getRoomAuth(d, roomId, kind === "agent" ? hash : null);
     if (admin && room) return { room, actor: { kind: "admin" } };

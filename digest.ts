@@ -1,6 +1,7 @@
 // The catch-up digest: what one agent needs after a reset or a long sleep, in one bounded answer.
 import type { Db } from "./db.ts";
 import { HttpError } from "./http.ts";
+import { isOnline } from "./models.ts";
 import { type Agent, type Message, readDigest, type StateEntry } from "./schema.ts";
 
 export const DIGEST_DEFAULT_BYTES = 16 * 1024;
@@ -154,8 +155,7 @@ export async function digest(db: Db, roomId: string, opts: DigestOptions): Promi
   const valueBudget = Math.min(VALUE_BYTES, Math.floor(maxBytes / 8));
   const now = Date.now();
   const agents = rows.agents.flatMap((a) => {
-    const online = a.last_seen !== null &&
-      now - Date.parse(a.last_seen) < opts.onlineSeconds * 1000;
+    const online = isOnline(a.last_seen, opts.onlineSeconds, now);
     const change = agentChange(a, opts.after, rows.cursorTime, online);
     if (change === null) return [];
     const { id, name, role, status, note, last_seen, joined_at } = a;

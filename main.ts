@@ -1,7 +1,7 @@
 // The agent-sync HTTP API: one Hono app composed of the resource modules in routes/; `deno task start` serves it, Val Town imports it.
 import { type Context, Hono } from "npm:hono@^4.13.19";
 import { z } from "npm:zod@^4.6.7";
-import { roomOfPath, sha256, tokenKind } from "./auth.ts";
+import { roomOfPath, tokenHash, tokenKind } from "./auth.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { type Access, Api, BEARER, type Env } from "./context.ts";
 import { dashboardPage, landingPage } from "./dashboard.ts";
@@ -258,17 +258,17 @@ export function createService(config: Config = loadConfig()): Service {
             "Open mode has no tokens to name the room: connect to /rooms/<room id>/mcp?agent=<your agent id>",
           );
         }
-        const token = api.bearer(c);
-        if (token === null || tokenKind(token) === null) {
+        const { token, admin } = api.presented(c);
+        if (admin) {
           throw new HttpError(
             401,
             "unauthorized",
-            "Missing token: send Authorization: Bearer <agent token> (or a room or view token)",
+            "The admin token names no room: connect to /rooms/<room id>/mcp with it",
             {},
             { "WWW-Authenticate": 'Bearer realm="agent-sync"' },
           );
         }
-        const found = await q.findTokenRoom(c.get("db"), sha256(token));
+        const found = await q.findTokenRoom(c.get("db"), tokenHash(token));
         if (!found) throw await api.refused(c, "(the token's room)");
         return await mcp(c, found.roomId, await api.access(c, found.roomId));
       },

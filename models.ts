@@ -38,6 +38,11 @@ export const AgentRowSchema = z.object({
 /** An agent as stored. */
 export type Agent = z.infer<typeof AgentRowSchema>;
 
+/** Whether an agent last seen at `lastSeen` counts as online at `at` (ms since the epoch). */
+export function isOnline(lastSeen: string | null, onlineSeconds: number, at = Date.now()): boolean {
+  return lastSeen !== null && at - Date.parse(lastSeen) < onlineSeconds * 1000;
+}
+
 export const AgentSchema = AgentRowSchema.extend({
   online: z.boolean().meta({ description: "Seen within SYNC_ONLINE_SECONDS" }),
 }).meta({ id: "Agent" });

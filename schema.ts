@@ -1,6 +1,7 @@
 // SQLite tables, migrations and one function per query; every write takes its room's next revision.
 import type { Db, RawRow, ResultSet, Statement, Value } from "./db.ts";
 
+import { isOnline } from "./models.ts";
 import type { Agent, Change, Claim, Message, Room, StateEntry } from "./models.ts";
 export type { Agent, Change, Claim, Message, Room, StateEntry };
 
@@ -885,25 +886,6 @@ export async function getState(
   return r ? toState(r) : null;
 }
 
-const LIST_STATE = ["", "AND scope = ?"].map((byScope) =>
-  `SELECT ${STATE_COLS} FROM state WHERE room_id = ? ${byScope} AND ${LIVE}
-    ORDER BY scope, key LIMIT ?+0`
-);
-
-export async function listState(
-  db: Db,
-  roomId: string,
-  scope: string | undefined,
-  limit: number,
-): Promise<StateEntry[]> {
-  const rs = await db.execute(
-    scope === undefined
-      ? { sql: LIST_STATE[0], args: [roomId, now(), limit] }
-      : { sql: LIST_STATE[1], args: [roomId, scope, now(), limit] },
-  );
-  return objects(rs).map(toState);
-}
-
 export interface StatePut {
   scope: string;
   key: string;
@@ -1305,8 +1287,7 @@ async function readChangesJson(
   }
   for (const r of objects(agents)) {
     const a = toAgent(r);
-    const online = a.last_seen !== null &&
-      Date.now() - Date.parse(a.last_seen) < onlineSeconds * 1000;
+    const online = isOnline(a.last_seen, onlineSeconds);
     changes.push({
       rev: a.rev,
       json: `{"rev":${a.rev},"type":"agent","agent":${JSON.stringify({ ...a, online })}}`,

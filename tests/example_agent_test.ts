@@ -1,47 +1,9 @@
 // examples/agent.ts against a real server process: two workers share the tasks, each done once.
 import assert from "node:assert/strict";
 import { createClient, type Message, ok } from "../client/client.ts";
+import { startServer } from "./servers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-/** The server as `deno task start` runs it, on a free port and a database in `dir`. */
-async function startServer(dir: string) {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const [deno, ...args] = config.tasks.start.split(/\s+/);
-  assert.equal(deno, "deno");
-  const port = freePort();
-  const process = new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: ROOT,
-    env: { PORT: String(port), SYNC_DB: `${dir}/sync.db`, SYNC_HOST: "127.0.0.1" },
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!out.includes("listening")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited before listening: ${out}`);
-    out += value;
-  }
-  (async () => {
-    while (!(await reader.read()).done) { /* drain */ }
-  })().catch(() => {});
-  return {
-    url: `http://127.0.0.1:${port}`,
-    async stop() {
-      process.kill("SIGTERM");
-      await process.status;
-    },
-  };
-}
 
 /** A room with a lead (the room token) and registered workers, each with its agent token. */
 async function setUp(base: string, workers: string[]) {
@@ -136,7 +98,7 @@ function serverTest(name: string, fn: (base: string) => Promise<void>, ignore = 
     sanitizeResources: false,
     fn: async () => {
       const dir = await Deno.makeTempDir();
-      const server = await startServer(dir);
+      const server = await startServer(`${dir}/sync.db`);
       try {
         await fn(server.url);
       } finally {

@@ -1,45 +1,9 @@
 // kill -9 of a real server under keyed writers, then a retry of every unanswered request at once.
 import assert from "node:assert/strict";
+import { startServer } from "./servers.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const WRITERS = 24;
 const STATE_WRITERS = 8;
-
-async function startServer(dbPath: string, env: Record<string, string>) {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const [, ...args] = config.tasks.start.split(/\s+/);
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  const process = new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: ROOT,
-    env: { PORT: String(port), SYNC_DB: dbPath, SYNC_HOST: "127.0.0.1", ...env },
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!out.includes("listening")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited before listening: ${out}`);
-    out += value;
-  }
-  (async () => {
-    while (!(await reader.read()).done) { /* drain */ }
-  })().catch(() => {});
-  return {
-    url: `http://127.0.0.1:${port}`,
-    async kill() {
-      process.kill("SIGKILL");
-      await process.status;
-    },
-    async stop() {
-      process.kill("SIGTERM");
-      await process.status;
-    },
-  };
-}
 
 interface Keyed {
   method: string;
@@ -116,7 +80,7 @@ for (const driver of ["embedded", "libsql"]) {
         const writers = Array.from({ length: WRITERS }, (_, w) => writer(w));
         const deadline = Date.now() + 30_000;
         while (answered < 600 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-        await server.kill();
+        await server.stop("SIGKILL");
         stop = true;
         await Promise.all(writers);
         assert.deepEqual(refused, [], "every answered write succeeded");
