@@ -153,11 +153,11 @@ async function call(tool: Tool, binding: Binding, args: Json) {
   if (op.name === "postMessage" && binding.agentId === null && all.from === undefined) {
     all.from = "human";
   }
-  // In open mode the session's agent is named in the body, as the REST routes expect.
+  // In open mode the session's agent is named in the body (`from`, `agent`), as the REST
+  // routes expect; with a token the token already says who acts.
   if (binding.agentId !== null && binding.authorization === null) {
-    if (op.name === "postMessage" && all.from === undefined) all.from = binding.agentId;
-    if (op.name.endsWith("Message") && op.method !== "GET" && op.name !== "postMessage") {
-      all.agent ??= binding.agentId;
+    for (const field of ["from", "agent"]) {
+      if (field in shapeOf(op.body) && all[field] === undefined) all[field] = binding.agentId;
     }
   }
   const headers: Record<string, string> = {};
