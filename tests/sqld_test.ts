@@ -112,6 +112,9 @@ async function call(
     method,
     headers,
     body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    // sqld 0.24.1-pre.42 was once seen spinning at full CPU under contending writes, answering
+    // nothing: fail the step in bounded time rather than hold the whole suite.
+    signal: AbortSignal.timeout(60_000),
   });
   return { status: res.status, body: await res.json(), headers: res.headers };
 }
