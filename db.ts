@@ -253,12 +253,41 @@ async function openLibsql(url: string, opts: DbOptions): Promise<Db> {
     await client.execute("PRAGMA journal_mode = WAL");
     await client.execute(`PRAGMA synchronous = ${opts.synchronous ?? "NORMAL"}`);
   }
+  const writes = oneWriteAtATime();
   return {
     driver: `@libsql/client (${url.replace(/\?.*/, "")})`,
-    execute: (stmt) => retryBusy(() => client.execute(stmt as never) as Promise<ResultSet>),
+    execute: (stmt) =>
+      writes.run(
+        [stmt],
+        "deferred",
+        () => retryBusy(() => client.execute(stmt as never) as Promise<ResultSet>),
+      ),
     batch: (stmts, mode = "deferred") =>
-      retryBusy(() => client.batch(stmts as never, mode) as Promise<ResultSet[]>),
+      writes.run(
+        stmts,
+        mode,
+        () => retryBusy(() => client.batch(stmts as never, mode) as Promise<ResultSet[]>),
+      ),
     close: () => client.close(),
+  };
+}
+
+/**
+ * Sends this process's writes to a database server one at a time; reads go at once. The server
+ * takes one writer at a time anyway, and sqld (measured with 0.24.32) stops answering every
+ * write for good once eight or more write transactions contend on it: 2 or 3 concurrent
+ * writers did 40,000 commits without a stall, 8 stalled within 20 s. One per instance also
+ * keeps several instances well below that.
+ */
+export function oneWriteAtATime() {
+  let tail: Promise<unknown> = Promise.resolve();
+  return {
+    run<T>(stmts: Statement[], mode: BatchMode, fn: () => Promise<T>): Promise<T> {
+      if (mode === "read" || stmts.every((s) => READ_ONLY.test(s.sql))) return fn();
+      const result = tail.then(fn);
+      tail = result.catch(() => {});
+      return result;
+    },
   };
 }
 
@@ -288,10 +317,11 @@ async function openValTown(): Promise<Db> {
   if (typeof sqlite?.execute !== "function" || typeof sqlite?.batch !== "function") {
     throw new Error(`${specifier} exports neither "sqlite" nor a default with execute and batch`);
   }
+  const writes = oneWriteAtATime();
   return {
     driver: "Val Town std/sqlite",
-    execute: (stmt) => sqlite.execute(stmt),
-    batch: (stmts, mode = "deferred") => sqlite.batch(stmts, mode),
+    execute: (stmt) => writes.run([stmt], "deferred", () => sqlite.execute(stmt)),
+    batch: (stmts, mode = "deferred") => writes.run(stmts, mode, () => sqlite.batch(stmts, mode)),
     close: () => {},
   };
 }
