@@ -297,18 +297,21 @@ export class Api {
 
   /**
    * Runs `read` until it finds something or `waitSeconds` pass, sleeping between tries until
-   * the room's revision moves past the one seen before the read.
+   * the room's revision moves past the one seen before the read. `after` is the caller's
+   * cursor, a revision or a message id: while the room's revision is not past it nothing can be
+   * found, so `read` is not run (an empty poll costs no query beyond the room's own).
    */
   async held<T>(
     c: Context<Env>,
     room: q.RoomAuth,
+    after: number,
     waitSeconds: number,
     read: () => Promise<T[]>,
   ): Promise<T[]> {
     const deadline = Date.now() + Math.min(waitSeconds, this.config.maxWaitSeconds) * 1000;
     let rev = room.rev;
     while (true) {
-      const found = await read();
+      const found = rev > after ? await read() : [];
       const left = deadline - Date.now();
       if (found.length > 0 || left <= 0 || c.req.raw.signal.aborted || this.waiters.closed) {
         return found;

@@ -228,27 +228,54 @@ async function readBytes(req: Request, maxBytes: number, declared: number): Prom
   }
 }
 
+interface BodyRead {
+  req: Request;
+  due: number;
+  ms: number;
+  fail: (err: HttpError) => void;
+}
+/** Body reads under way with a deadline; one timer looks over all of them. */
+const reading = new Set<BodyRead>();
+let sweeper: ReturnType<typeof setInterval> | undefined;
+/** How often the timer looks: a body is refused at most this much after its deadline. */
+const SWEEP_MS = 100;
+
+function sweepOverdue() {
+  const t = Date.now();
+  for (const r of reading) {
+    if (r.due > t) continue;
+    reading.delete(r);
+    abandoned.add(r.req);
+    r.req.body?.cancel().catch(() => {}); // a locked stream refuses; the closed connection ends it
+    r.fail(
+      new HttpError(
+        408,
+        "request_timeout",
+        `Request body did not arrive within ${r.ms} ms (SYNC_BODY_TIMEOUT_MS): send it at once`,
+        { timeout_ms: r.ms },
+      ),
+    );
+  }
+  if (reading.size === 0) clearInterval(sweeper), sweeper = undefined;
+}
+
+/**
+ * `work`, or 408 once `ms` pass. One shared timer rather than one per request: arming and
+ * clearing a timer for each body cost every write a few microseconds.
+ */
 async function withDeadline<T>(work: Promise<T>, ms: number, req: Request): Promise<T> {
   if (!(ms > 0)) return await work;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const overdue = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      abandoned.add(req);
-      req.body?.cancel().catch(() => {}); // a locked stream refuses; the closed connection ends it
-      reject(
-        new HttpError(
-          408,
-          "request_timeout",
-          `Request body did not arrive within ${ms} ms (SYNC_BODY_TIMEOUT_MS): send it at once`,
-          { timeout_ms: ms },
-        ),
-      );
-    }, ms);
-  });
+  const entry = { req, due: Date.now() + ms, ms, fail: (_: HttpError) => {} };
+  const overdue = new Promise<never>((_, reject) => entry.fail = reject);
+  reading.add(entry);
+  if (sweeper === undefined) {
+    sweeper = setInterval(sweepOverdue, Math.min(SWEEP_MS, ms));
+    Deno.unrefTimer(sweeper); // it stops by itself once no body is being read
+  }
   try {
     return await Promise.race([work, overdue]);
   } finally {
-    clearTimeout(timer);
+    reading.delete(entry);
   }
 }
 

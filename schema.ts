@@ -1075,6 +1075,12 @@ export async function expireDue(
         WHERE ${inRoom} ${TTL_PENDING} AND expires_at <= ?1 RETURNING room_id, rev`,
       args,
     },
+    // For one room, its revision after the batch: when a concurrent request recorded the
+    // expiry first, this one still learns the revision that holds it.
+    ...(roomId === null ? [] : [{
+      sql: "SELECT id AS room_id, rev FROM rooms WHERE id = ?",
+      args: [roomId],
+    }]),
   ], "write");
   const revs = new Map<string, number>();
   for (const r of results.flatMap(objects)) {

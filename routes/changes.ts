@@ -51,7 +51,7 @@ export function changeOperations(api: Api) {
           });
         }
         api.checkCursor(room, after, "changes");
-        const changes = await api.held(c, room, p.wait ?? 0, async () => {
+        const changes = await api.held(c, room, after, p.wait ?? 0, async () => {
           const r = await q.listChangesJson(
             c.get("db"),
             roomId,

@@ -123,7 +123,7 @@ export function messageOperations(api: Api) {
         api.checkCursor(room, after, "messages");
         const d = c.get("db");
         if (api.open) api.markSeen(d, roomId, p.to ?? null);
-        const list = await api.held(c, room, p.wait ?? 0, async () => {
+        const list = await api.held(c, room, after, p.wait ?? 0, async () => {
           const page = await q.listMessagesJson(d, roomId, {
             after,
             before: p.before,
