@@ -115,10 +115,16 @@ export class AuthenticatedPairs {
   }
 }
 
+const PLAIN_ID = /^[\w.~-]+$/;
+
 /** The room id a path names (`/rooms/:id…`), decoded and normalised as ids are, or null. */
 export function roomOfPath(path: string): string | null {
-  const raw = /^\/rooms\/([^/]+)/.exec(path)?.[1];
-  if (raw === undefined) return null;
+  if (!path.startsWith("/rooms/")) return null;
+  const end = path.indexOf("/", 7);
+  const raw = end === -1 ? path.slice(7) : path.slice(7, end);
+  if (raw === "") return null;
+  // Plain ASCII with no escape is the id as it is (decoding and NFC leave it alone).
+  if (PLAIN_ID.test(raw)) return raw;
   try {
     return decodeURIComponent(raw).normalize("NFC");
   } catch {

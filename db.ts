@@ -146,6 +146,27 @@ async function openEmbedded(path: string, synchronous: string): Promise<Db> {
       throw err;
     }
   };
+  // Reads made in one turn of the event loop share one read transaction, ended before any
+  // write and at the end of the turn. In WAL mode each autocommit read takes and drops a lock
+  // on the -shm file: measured here, a one-row read cost 6 µs alone and 1 µs in a transaction.
+  // A read still sees every write this process committed before it (the flush ends the shared
+  // transaction first), and another process's commits from the next turn on.
+  let reading = false;
+  const endRead = () => {
+    if (!reading) return;
+    reading = false;
+    if (sqlite.isTransaction) tx.commit();
+  };
+  const shared = <T>(fn: () => T): T => {
+    if (!reading && !sqlite.isTransaction) {
+      tx.begin();
+      reading = true;
+      setImmediate(endRead);
+    }
+    return fn();
+  };
+  const PRAGMA = /^\s*pragma\b/i;
+
   // Not prepared here: a batch may create the table its next statement uses.
   const isRead = (stmts: Statement[]) =>
     stmts.every((s) => cache.get(s.sql)?.reads ?? READ_ONLY.test(s.sql));
@@ -156,6 +177,7 @@ async function openEmbedded(path: string, synchronous: string): Promise<Db> {
   // row, and each caller hears of its write only once the commit is done.
   let queue: Job[] = [];
   const flush = () => {
+    endRead();
     const jobs = queue;
     queue = [];
     if (jobs.length === 1) {
@@ -221,10 +243,16 @@ async function openEmbedded(path: string, synchronous: string): Promise<Db> {
 
   return {
     driver: `embedded node:sqlite (${path})`,
-    dataVersion: () => Number((version.all()[0] as unknown as unknown[])[0]),
+    dataVersion: () => {
+      endRead(); // a shared read transaction would still see the version it began at
+      return Number((version.all()[0] as unknown as unknown[])[0]);
+    },
     execute: (stmt) => {
       try {
-        if (prepare(stmt.sql).reads) return Promise.resolve(run(stmt));
+        if (prepare(stmt.sql).reads) {
+          if (PRAGMA.test(stmt.sql)) return endRead(), Promise.resolve(run(stmt));
+          return Promise.resolve(shared(() => run(stmt)));
+        }
       } catch (err) {
         return Promise.reject(err);
       }
@@ -232,13 +260,19 @@ async function openEmbedded(path: string, synchronous: string): Promise<Db> {
     },
     batch: (stmts, mode = "deferred") => {
       try {
-        if (mode !== "write" && isRead(stmts)) return Promise.resolve(runBatch(stmts, mode));
+        if (mode !== "write" && isRead(stmts)) {
+          if (stmts.some((s) => PRAGMA.test(s.sql))) {
+            return endRead(), Promise.resolve(runBatch(stmts, mode));
+          }
+          return Promise.resolve(shared(() => stmts.map(run)));
+        }
       } catch (err) {
         return Promise.reject(err);
       }
       return enqueue(stmts);
     },
     close: () => {
+      endRead();
       if (queue.length > 0) flush();
       sqlite.close();
     },

@@ -22,6 +22,13 @@ const CHECK_MS = 10;
 export const ROOM_GONE = Number.MAX_SAFE_INTEGER;
 
 /** Holds waiting requests per room and wakes them when the room's revision passes theirs. */
+/** A room's earliest pending expiry, read at revision `rev`; `due` is it in ms (or Infinity). */
+interface Expiry {
+  rev: number;
+  next: string | null;
+  due: number;
+}
+
 export class Waiters {
   #rooms = new Map<string, Set<Waiter>>();
   /** The newest revision notified per room, for a wait that starts just after a write. */
@@ -36,7 +43,7 @@ export class Waiters {
   #timer: ReturnType<typeof setInterval> | undefined;
   #polling = false;
   /** Per room, the revision at which its earliest pending expiry was read, and that expiry. */
-  #expiries = new Map<string, { rev: number; next: string | null }>();
+  #expiries = new Map<string, Expiry>();
   /** When the earliest pending expiry of the database runs out, while requests are held. */
   #expiryAt = Infinity;
   /** Something was written since #expiryAt was read, so an earlier expiry may exist. */
@@ -176,7 +183,7 @@ export class Waiters {
    */
   carryExpiry(roomId: string, rev: number) {
     const known = this.#expiries.get(roomId);
-    if (known && known.rev === rev - 1) this.#expiries.set(roomId, { rev, next: known.next });
+    if (known && known.rev === rev - 1) this.#expiries.set(roomId, { ...known, rev });
   }
 
   /**
@@ -186,8 +193,8 @@ export class Waiters {
    */
   async settle(db: Db, roomId: string, rev: number): Promise<number> {
     const known = this.#expiries.get(roomId);
+    if (known && known.rev === rev && known.due > Date.now()) return rev;
     const t = new Date().toISOString();
-    if (known && known.rev === rev && (known.next === null || known.next > t)) return rev;
     try {
       let next = known?.rev === rev ? known.next : await nextExpiry(db, roomId);
       if (next !== null && next <= t) {
@@ -196,7 +203,7 @@ export class Waiters {
         next = await nextExpiry(db, roomId);
       }
       if (this.#expiries.size > 10_000) this.#expiries.clear();
-      this.#expiries.set(roomId, { rev, next });
+      this.#expiries.set(roomId, { rev, next, due: next === null ? Infinity : Date.parse(next) });
     } catch (err) {
       // The request goes on without it: a later request or the timer records the expiry.
       console.error("expiry failed:", err);

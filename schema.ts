@@ -5,7 +5,9 @@ import { isOnline } from "./models.ts";
 import type { Agent, Change, Claim, Message, Room, StateEntry } from "./models.ts";
 export type { Agent, Change, Claim, Message, Room, StateEntry };
 
-export interface RoomAuth extends Room {
+/** A room as a request's access check reads it: its meta left as stored, parsed only if used. */
+export interface RoomAuth extends Omit<Room, "meta"> {
+  meta_json: string;
   token_hash: string | null;
   view_token_hash: string | null;
   trimmed_rev: number;
@@ -330,12 +332,20 @@ export async function getRoomAuth(
   const r = objects(rs)[0];
   if (!r) return null;
   return {
-    ...toRoom(r),
+    id: String(r.id),
+    created_at: String(r.created_at),
+    meta_json: String(r.meta),
+    rev: Number(r.rev),
     token_hash: r.token_hash === null ? null : String(r.token_hash),
     view_token_hash: r.view_token_hash === null ? null : String(r.view_token_hash),
     trimmed_rev: Number(r.trimmed_rev),
     agent_id: r.agent_id === null ? null : String(r.agent_id),
   };
+}
+
+/** The room as its answers show it, from its access row. */
+export function roomOf(a: RoomAuth): Room {
+  return { id: a.id, created_at: a.created_at, meta: parse(a.meta_json), rev: a.rev };
 }
 
 /** The room a token hash belongs to, as its room, view or one of its agents' token. */

@@ -124,6 +124,25 @@ export async function startService(
   }, "/health");
 }
 
+/** bare Deno.serve doing only the service's own storage call (floor_server.ts), on a fixture. */
+export async function startFloor(f: Fixture, synchronous = SYNCHRONOUS): Promise<Server> {
+  return await spawnServer(
+    [
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--allow-read",
+      "--allow-write",
+      "--allow-ffi",
+      "--allow-sys",
+      `${BENCH}floor_server.ts`,
+    ],
+    { SYNC_DB: f.path, SYNC_SYNCHRONOUS: synchronous },
+    "/health",
+  );
+}
+
 /** The bare Deno.serve ceiling. */
 export async function startBare(): Promise<Server> {
   return await spawnServer(

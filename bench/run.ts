@@ -16,6 +16,7 @@ import {
   SECONDS,
   type Server,
   startBare,
+  startFloor,
   startService,
   SYNCHRONOUS,
   type Task,
@@ -106,6 +107,8 @@ try {
   const rawDb = await createFixture(`${tmp}/raw.db`, 0, SYNCHRONOUS);
   const capped = await createFixture(`${tmp}/capped.db`, CAP, SYNCHRONOUS);
   const atCap = await startService(capped, { SYNC_MAX_MESSAGES: String(CAP) });
+  const floorWrite = await createFixture(`${tmp}/floor.db`, 0, SYNCHRONOUS);
+  const floor = await startFloor(floorWrite);
   const messages = `/rooms/${write.roomId}/messages`;
   Object.assign(
     m,
@@ -115,6 +118,8 @@ try {
       rawInsert: rawTask("insert", rawDb),
       postLimited: wrkTask(on, messages, "post.lua", token),
       postKeyed: wrkTask(off, messages, "post_keyed.lua", token),
+      floorPost: wrkTask(floor, messages, "post.lua", token),
+      floorKeyed: wrkTask(floor, messages, "post_keyed.lua", token),
       postCapped: wrkTask(atCap, messages, "post.lua", { BENCH_TOKEN: capped.agentToken }),
       put: wrkTask(off, `/rooms/${write.roomId}/state`, "put.lua", token),
       rawUpsert: rawTask("upsert", rawDb),
@@ -125,6 +130,7 @@ try {
   await off.stop();
   await on.stop();
   await atCap.stop();
+  await floor.stop();
   await Deno.remove(capped.path).catch(() => {});
 
   log("POST messages with SYNC_SYNCHRONOUS=FULL vs the raw INSERT with synchronous=FULL");
@@ -145,6 +151,7 @@ try {
   const servers: Server[] = [];
   const reads: Record<string, Task> = {};
   let small: { server: Server; f: Awaited<ReturnType<typeof createFixture>> } | undefined;
+  let floorSmall: Server | undefined;
   for (const [name, n] of [["small", SMALL], ["big", BIG]] as const) {
     log(`seeding ${fmt(n)} messages`);
     const t = performance.now();
@@ -152,13 +159,22 @@ try {
     log(`seeded in ${((performance.now() - t) / 1000).toFixed(1)} s`);
     const server = await startService(f, { SYNC_ADMIN_TOKEN: ADMIN });
     servers.push(server);
-    if (name === "small") small = { server, f };
+    if (name === "small") {
+      small = { server, f };
+      floorSmall = await startFloor(f);
+    }
     const env = { BENCH_TOKEN: f.agentToken, BENCH_PATH: `/rooms/${f.roomId}/messages` };
     reads[name] = wrkTask(server, env.BENCH_PATH, "get.lua", {
       ...env,
       BENCH_MAX_AFTER: String(f.rev - 50),
     });
     reads[`raw_${name}`] = rawTask("select", f, f.rev - 50);
+    if (floorSmall && name === "small") {
+      reads.floorSmall = wrkTask(floorSmall, env.BENCH_PATH, "get.lua", {
+        ...env,
+        BENCH_MAX_AFTER: String(f.rev - 50),
+      });
+    }
     reads[`${name}Tail`] = wrkTask(server, env.BENCH_PATH, "get.lua", {
       ...env,
       BENCH_AFTER: String(f.rev - 50),
@@ -178,6 +194,7 @@ try {
       small: reads.small,
       big: reads.big,
       rawSmall: reads.raw_small,
+      floorSmall: reads.floorSmall,
       rawBig: reads.raw_big,
       smallTail: reads.smallTail,
       bigTail: reads.bigTail,
@@ -188,7 +205,8 @@ try {
     }),
   );
   await bare.stop();
-  await servers[1].stop();
+  await servers.at(-1)!.stop(); // the big room's
+  await floorSmall!.stop();
   await Deno.remove(`${tmp}/big.db`).catch(() => {});
 
   // ---------------------------------------------------------------- every route, CPU
@@ -437,6 +455,20 @@ try {
       } ${t.ok ? "ok" : "MISSED"}`
     ),
     "",
+    "what bounds the missed ratios: the floor, a bare Deno.serve doing only the service's own",
+    "storage call (bench/floor_server.ts: no framework, no token check, no validation)",
+    `  floor POST vs raw plain INSERT ${x(m.floorPost.rate, m.rawPlain.rate)}: the best any ` +
+    `server could do with this schema's write (${m.floorPost.cpuUs.toFixed(0)} µs CPU); the ` +
+    `service's POST is ${x(m.post.rate, m.floorPost.rate)} of the floor`,
+    `  floor 50-row poll vs raw SELECT ${x(m.floorSmall.rate, m.rawSmall.rate)} ` +
+    `(${m.floorSmall.cpuUs.toFixed(0)} µs CPU); the service's poll is ` +
+    `${x(m.small.rate, m.floorSmall.rate)} of the floor`,
+    `  floor keyed POST CPU vs floor POST CPU ${x(m.floorKeyed.cpuUs, m.floorPost.cpuUs)} ` +
+    `(+${(m.floorKeyed.cpuUs - m.floorPost.cpuUs).toFixed(0)} µs: the key's record, one more ` +
+    `b-tree insert at a random place); the service adds +${
+      (m.postKeyed.cpuUs - m.post.cpuUs).toFixed(0)
+    } µs`,
+    "",
     head("HTTP ceiling and middleware", "req/s"),
     row("bare Deno.serve, small JSON (ceiling a)", m.bare),
     row("bare Deno.serve, again with the polls", m.bareAgain),
@@ -473,6 +505,16 @@ try {
       `POST /rooms/:id/messages, room at its cap ${fmt(CAP)}`,
       m.postCapped,
       `${x(m.postCapped.rate, m.post.rate)} of an empty room`,
+    ),
+    row(
+      "floor: bare Deno.serve + schema.ts insertMessage",
+      m.floorPost,
+      `${x(m.floorPost.rate, m.rawPlain.rate)} of raw plain INSERT`,
+    ),
+    row(
+      "floor, with Idempotency-Key",
+      m.floorKeyed,
+      `${x(m.floorKeyed.cpuUs, m.floorPost.cpuUs)} of floor unkeyed by CPU`,
     ),
     row("raw plain INSERT (one table, no index, autocommit)", m.rawPlain),
     row("raw INSERT message (same SQL, autocommit)", m.rawInsert),
@@ -521,6 +563,11 @@ try {
       `${x(m.bigTail.rate, m.rawBigTail.rate)} of raw SELECT; ${tailRatio.toFixed(2)} of ${
         fmt(SMALL)
       }`,
+    ),
+    row(
+      `floor: bare Deno.serve + listMessagesJson, ${fmt(SMALL)}`,
+      m.floorSmall,
+      `${x(m.floorSmall.rate, m.rawSmall.rate)} of raw SELECT`,
     ),
     row(`raw SELECT, ${fmt(SMALL)} stored, random N`, m.rawSmall),
     row(`raw SELECT, ${fmt(BIG)} stored, random N`, m.rawBig),

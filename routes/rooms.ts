@@ -65,8 +65,7 @@ export function roomOperations(api: Api) {
               throw locked ? adminNeeded("Creating rooms") : roomExists(roomId);
             });
           }
-          const { id: rid, created_at, meta, rev } = existing;
-          return c.json({ id: rid, created_at, meta, rev }, 200);
+          return c.json(q.roomOf(existing), 200);
         }
         if (locked) throw adminNeeded("Creating rooms");
         if (!admin && api.limits) {
@@ -127,8 +126,7 @@ export function roomOperations(api: Api) {
       params: roomPath,
       answers: { 200: { description: "The room", schema: RoomSchema } },
       errors: [401, 404],
-      handler: (c, { access: { room } }) =>
-        c.json({ id: room.id, created_at: room.created_at, meta: room.meta, rev: room.rev }),
+      handler: (c, { access: { room } }) => c.json(q.roomOf(room)),
     }),
 
     operation({
