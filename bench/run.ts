@@ -107,6 +107,9 @@ try {
   const rawDb = await createFixture(`${tmp}/raw.db`, 0, SYNCHRONOUS);
   const capped = await createFixture(`${tmp}/capped.db`, CAP, SYNCHRONOUS);
   const atCap = await startService(capped, { SYNC_MAX_MESSAGES: String(CAP) });
+  // The same room size without a cap: how much of the capped row is the room's size, not the trim.
+  const sized = await createFixture(`${tmp}/sized.db`, CAP, SYNCHRONOUS);
+  const noCap = await startService(sized);
   const floorWrite = await createFixture(`${tmp}/floor.db`, 0, SYNCHRONOUS);
   const floor = await startFloor(floorWrite);
   const messages = `/rooms/${write.roomId}/messages`;
@@ -121,6 +124,7 @@ try {
       floorPost: wrkTask(floor, messages, "post.lua", token),
       floorKeyed: wrkTask(floor, messages, "post_keyed.lua", token),
       postCapped: wrkTask(atCap, messages, "post.lua", { BENCH_TOKEN: capped.agentToken }),
+      postSized: wrkTask(noCap, messages, "post.lua", { BENCH_TOKEN: sized.agentToken }),
       put: wrkTask(off, `/rooms/${write.roomId}/state`, "put.lua", token),
       rawUpsert: rawTask("upsert", rawDb),
     }, async () => {
@@ -131,7 +135,9 @@ try {
   await on.stop();
   await atCap.stop();
   await floor.stop();
+  await noCap.stop();
   await Deno.remove(capped.path).catch(() => {});
+  await Deno.remove(sized.path).catch(() => {});
 
   log("POST messages with SYNC_SYNCHRONOUS=FULL vs the raw INSERT with synchronous=FULL");
   const full = await createFixture(`${tmp}/full.db`, 0, "FULL");
@@ -463,6 +469,20 @@ try {
     `  floor 50-row poll vs raw SELECT ${x(m.floorSmall.rate, m.rawSmall.rate)} ` +
     `(${m.floorSmall.cpuUs.toFixed(0)} µs CPU); the service's poll is ` +
     `${x(m.small.rate, m.floorSmall.rate)} of the floor`,
+    `  the schema's own SQL run raw, no HTTP: message INSERT ${
+      x(m.rawInsert.rate, m.rawPlain.rate)
+    }, state upsert ${x(m.rawUpsert.rate, m.rawPlain.rate)} of the raw plain INSERT`,
+    `  POST at FULL is bound by its CPU, as node:sqlite commits (and fsyncs) on the one ` +
+    `thread: at ${m.postFull.cpuUs.toFixed(0)} µs at most ${fmt(1e6 / m.postFull.cpuUs)}/s, ${
+      x(1e6 / m.postFull.cpuUs, m.rawPlainFull.rate)
+    } of the raw FULL INSERT; 3 needs <= ${
+      (1e6 / (3 * m.rawPlainFull.rate)).toFixed(0)
+    } µs a request`,
+    `  POST at the cap: a room of ${fmt(CAP)} without a cap runs at ${
+      x(m.postSized.rate, m.post.rate)
+    } of an empty one (${m.postSized.cpuUs.toFixed(0)} µs); the trim adds ${
+      (m.postCapped.cpuUs - m.postSized.cpuUs).toFixed(0)
+    } µs a post (deleting one row through its indexes)`,
     `  floor keyed POST CPU vs floor POST CPU ${x(m.floorKeyed.cpuUs, m.floorPost.cpuUs)} ` +
     `(+${(m.floorKeyed.cpuUs - m.floorPost.cpuUs).toFixed(0)} µs: the key's record, one more ` +
     `b-tree insert at a random place); the service adds +${
@@ -515,6 +535,11 @@ try {
       "floor, with Idempotency-Key",
       m.floorKeyed,
       `${x(m.floorKeyed.cpuUs, m.floorPost.cpuUs)} of floor unkeyed by CPU`,
+    ),
+    row(
+      `POST /rooms/:id/messages, room of ${fmt(CAP)}, no cap`,
+      m.postSized,
+      `${x(m.postSized.rate, m.post.rate)} of an empty room`,
     ),
     row("raw plain INSERT (one table, no index, autocommit)", m.rawPlain),
     row("raw INSERT message (same SQL, autocommit)", m.rawInsert),
