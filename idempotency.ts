@@ -45,8 +45,8 @@ export function idempotency(config: Settings): MiddlewareHandler<Env> {
       );
     }
     const scope = `${c.get("client")}\n${c.req.method} ${c.req.path}\n${idemKey}`;
-    const keyHash = sha256(`key\n${scope}`);
-    const requestHash = sha256(await readText(c.req.raw, config.maxBodyBytes));
+    const keyHash = hash128(`key\n${scope}`);
+    const requestHash = hash128(await readText(c.req.raw, config.maxBodyBytes));
     const idem: Idem = {
       keyHash,
       requestHash,
@@ -83,6 +83,11 @@ export function idempotency(config: Settings): MiddlewareHandler<Env> {
       );
     }
   };
+}
+
+/** The first 128 bits of SHA-256 in hex: how a key and its request are stored (migration 7). */
+function hash128(text: string): string {
+  return sha256(text).slice(0, 32);
 }
 
 /** The Idempotency-Key context for a handler's schema write, carrying `secret` encrypted. */

@@ -171,6 +171,12 @@ const MIGRATIONS: string[][] = [[
   // Records are appended in time order, so expiry deletes a prefix of rowids; an index on
   // created_at cost every keyed write a third b-tree insert.
   `DROP INDEX IF EXISTS idempotency_created_at`,
+], [
+  // A key is found by the first 128 bits of its SHA-256 (32 hex digits), and a request compared
+  // by as many: half the index entry that every keyed write inserts at a random place in the
+  // key index (measured: 83 -> 66 µs of SQL a keyed POST at 100,000 stored keys), still unique.
+  `UPDATE idempotency SET key_hash = substr(key_hash, 1, 32),
+    request_hash = substr(request_hash, 1, 32)`,
 ]];
 
 /** Applies every migration not yet recorded in `_migrations`, each with its record in one batch. */

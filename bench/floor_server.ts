@@ -14,7 +14,7 @@ const db = await openDb({
 });
 await q.migrate(db);
 const JSON_TYPE = { "content-type": "application/json" };
-const hash = (text: string) => createHash("sha256").update(text).digest("hex");
+const hash = (text: string) => createHash("sha256").update(text).digest("hex").slice(0, 32);
 
 async function handle(req: Request): Promise<Response> {
   const url = new URL(req.url);
