@@ -8,7 +8,7 @@ import {
   McpServer,
 } from "npm:@modelcontextprotocol/server@^2.4.0";
 import type { z } from "npm:zod@^4.6.7";
-import { jsonSchema } from "./openapi.ts";
+import { jsonSchema, parameterSchema } from "./openapi.ts";
 import type { Operation } from "./operation.ts";
 
 /** Who an MCP request acts as: the room and agent its token (or open-mode URL) names. */
@@ -59,16 +59,6 @@ const TOOL_OPS: Record<string, { tool: string; hint?: string }> = {
   getDigest: { tool: "get_digest" },
 };
 
-/** A query parameter's schema as a tool argument: numbers and booleans, not strings. */
-function queryArgument(schema: z.ZodType): Json {
-  const s = jsonSchema(schema, "input");
-  const { pattern, enum: values, type: _t, ...rest } = s;
-  if (pattern === "^\\d{1,15}$") return { ...rest, type: "integer", minimum: 0 };
-  if (pattern === "^\\d+(\\.\\d+)?$") return { ...rest, type: "number", minimum: 0 };
-  if (Array.isArray(values) && values.includes("true")) return { ...rest, type: "boolean" };
-  return s;
-}
-
 function shapeOf(schema: unknown): Record<string, z.ZodType> {
   return (schema as { shape?: Record<string, z.ZodType> } | undefined)?.shape ?? {};
 }
@@ -89,13 +79,13 @@ function toolFor(op: Operation, name: string, hint?: string): Tool {
       for (const p of params) {
         const self = p === "agent_id" && binding.agentId !== null;
         properties[p] = {
-          ...queryArgument(op.params.shape[p]),
+          ...parameterSchema(op.params.shape[p]),
           ...(self ? { description: "Defaults to you" } : {}),
         };
         if (!self) required.push(p);
       }
       for (const [k, s] of Object.entries(query)) {
-        properties[k] = queryArgument(s);
+        properties[k] = parameterSchema(s);
         if (!s.safeParse(undefined).success) required.push(k);
       }
       for (const [k, s] of Object.entries(body)) {

@@ -65,12 +65,25 @@ export function openApiPath(path: string): string {
   return path.replace(/:([A-Za-z_]+)/g, "{$1}");
 }
 
+/**
+ * A path or query parameter's schema as its value means it: an integer, a number or a boolean
+ * rather than the string pattern the server parses it from. The MCP tools take it so, and the
+ * typed client sends numbers (`after: 5`), which the query string carries as text.
+ */
+export function parameterSchema(schema: z.ZodType): Json {
+  const s = jsonSchema(schema, "input");
+  const { pattern, enum: values, type: _t, ...rest } = s;
+  if (pattern === "^\\d{1,15}$") return { ...rest, type: "integer", minimum: 0 };
+  if (pattern === "^\\d+(\\.\\d+)?$") return { ...rest, type: "number", minimum: 0 };
+  if (Array.isArray(values) && values.includes("true")) return { ...rest, type: "boolean" };
+  return s;
+}
+
 function parameters(op: Operation): Json[] {
   const out: Json[] = [];
   const add = (where: "path" | "query", shape: Record<string, z.ZodType>) => {
     for (const [name, schema] of Object.entries(shape)) {
-      const s = jsonSchema(schema, "input");
-      const { description, ...rest } = s;
+      const { description, ...rest } = parameterSchema(schema);
       out.push({
         name,
         in: where,
@@ -91,7 +104,7 @@ function parameters(op: Operation): Json[] {
         in: "query",
         required: false,
         description: "When the request has no body, the body's fields may be given in the query",
-        schema: jsonSchema(schema as z.ZodType, "input"),
+        schema: parameterSchema(schema as z.ZodType),
       });
     }
   }

@@ -800,7 +800,7 @@ export interface operations {
   listRooms: {
     parameters: {
       query?: {
-        limit?: string;
+        limit?: number;
       };
       header?: never;
       path?: never;
@@ -1096,18 +1096,18 @@ export interface operations {
   listMessages: {
     parameters: {
       query?: {
-        after?: string;
-        before?: string;
-        limit?: string;
+        after?: number;
+        before?: number;
+        limit?: number;
         /** @description Letters, digits and . _ : @ ~ + - only */
         kind?: string;
         /** @description Letters, digits and . _ : @ ~ + - only */
         to?: string;
         /** @description Letters, digits and . _ : @ ~ + - only */
         from?: string;
-        thread?: string;
-        unclaimed?: "0" | "1" | "true" | "false";
-        wait?: string;
+        thread?: number;
+        unclaimed?: boolean;
+        wait?: number;
       };
       header?: never;
       path: {
@@ -1191,7 +1191,7 @@ export interface operations {
       path: {
         /** @description Letters, digits and . _ : @ ~ + - only */
         id: string;
-        msg_id: string;
+        msg_id: number;
       };
       cookie?: never;
     };
@@ -1219,7 +1219,7 @@ export interface operations {
       path: {
         /** @description Letters, digits and . _ : @ ~ + - only */
         id: string;
-        msg_id: string;
+        msg_id: number;
       };
       cookie?: never;
     };
@@ -1265,7 +1265,7 @@ export interface operations {
       path: {
         /** @description Letters, digits and . _ : @ ~ + - only */
         id: string;
-        msg_id: string;
+        msg_id: number;
       };
       cookie?: never;
     };
@@ -1310,7 +1310,7 @@ export interface operations {
         /** @description Letters, digits and . _ : @ ~ + - only */
         scope?: string;
         key?: string;
-        limit?: string;
+        limit?: number;
         cursor?: string;
       };
       header?: never;
@@ -1399,7 +1399,7 @@ export interface operations {
         /** @description When the request has no body, the body's fields may be given in the query */
         key?: string;
         /** @description When the request has no body, the body's fields may be given in the query */
-        if_version?: string;
+        if_version?: number;
       };
       header?: never;
       path: {
@@ -1503,9 +1503,9 @@ export interface operations {
   listChanges: {
     parameters: {
       query?: {
-        after?: string;
-        limit?: string;
-        wait?: string;
+        after?: number;
+        limit?: number;
+        wait?: number;
       };
       header?: never;
       path: {
@@ -1536,8 +1536,8 @@ export interface operations {
   getDigest: {
     parameters: {
       query?: {
-        after?: string;
-        max_bytes?: string;
+        after?: number;
+        max_bytes?: number;
         /** @description Letters, digits and . _ : @ ~ + - only */
         agent?: string;
       };

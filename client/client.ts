@@ -176,9 +176,9 @@ export function createClient(options: ClientOptions): AgentSyncClient {
           params: {
             path: { id: room },
             query: {
-              after: String(after),
-              wait: String(o.wait ?? 25),
-              ...(o.limit ? { limit: String(o.limit) } : {}),
+              after,
+              wait: o.wait ?? 25,
+              ...(o.limit ? { limit: o.limit } : {}),
             },
           },
           signal: o.signal,
@@ -224,10 +224,10 @@ export function createClient(options: ClientOptions): AgentSyncClient {
             query: {
               kind: o.kind ?? "task",
               ...(o.to ? { to: o.to } : {}),
-              unclaimed: "true",
-              after: String(after),
-              limit: "20",
-              ...(left > 0.05 ? { wait: left.toFixed(2) } : {}),
+              unclaimed: true,
+              after,
+              limit: 20,
+              ...(left > 0.05 ? { wait: Number(left.toFixed(2)) } : {}),
             },
           },
           signal: o.signal,
@@ -235,7 +235,7 @@ export function createClient(options: ClientOptions): AgentSyncClient {
       );
       for (const task of open) {
         const claimed = await api.POST("/rooms/{id}/messages/{msg_id}/claim", {
-          params: { path: { id: room, msg_id: String(task.id) } },
+          params: { path: { id: room, msg_id: task.id } },
           body: { ...(o.agent ? { agent: o.agent } : {}), ...(o.ttl ? { ttl: o.ttl } : {}) },
           signal: o.signal,
         });

@@ -63,7 +63,7 @@ while (done.length < maxTasks) {
       body: { status: "busy", note: `task ${task.id}` },
     }),
   );
-  const claim = { path: { id: room, msg_id: String(task.id) } };
+  const claim = { path: { id: room, msg_id: task.id } };
   try {
     ok(
       await sync.api.POST("/rooms/{id}/messages", {

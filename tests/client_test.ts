@@ -281,7 +281,7 @@ appTest(
     seen.length = 0;
     failures = [];
     const bad = await sync.api.GET("/rooms/{id}/messages", {
-      params: { path: { id: room.id }, query: { after: "x" } },
+      params: { path: { id: room.id }, query: { after: -1 } },
     });
     assert.equal(bad.response.status, 400);
     assert.equal(seen.length, 1);

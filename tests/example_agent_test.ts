@@ -60,7 +60,7 @@ async function checkResults(
 ) {
   const all = ok(
     await lead.api.GET("/rooms/{id}/messages", {
-      params: { path: { id: room }, query: { limit: "1000" } },
+      params: { path: { id: room }, query: { limit: 1000 } },
     }),
   );
   const doneBy = new Map<number, string>();
@@ -155,7 +155,7 @@ serverTest(
     await checkResults(lead, room, tasks.slice(0, 2), [run]);
     const open = ok(
       await lead.api.GET("/rooms/{id}/messages", {
-        params: { path: { id: room }, query: { kind: "task", unclaimed: "true" } },
+        params: { path: { id: room }, query: { kind: "task", unclaimed: true } },
       }),
     );
     assert.deepEqual(open.map((m) => m.id), [tasks[2].id]);
