@@ -177,6 +177,11 @@ const MIGRATIONS: string[][] = [[
   // key index (measured: 83 -> 66 µs of SQL a keyed POST at 100,000 stored keys), still unique.
   `UPDATE idempotency SET key_hash = substr(key_hash, 1, 32),
     request_hash = substr(request_hash, 1, 32)`,
+], [
+  // Deleting a room (also idle expiry, up to 100 rooms a sweep) forgets the keys used in it:
+  // without an index that scanned every record of the last day with the event loop stopped.
+  // A room's records sit together in it, so a keyed write adds about 3 µs.
+  `CREATE INDEX IF NOT EXISTS idempotency_room ON idempotency (room_id) WHERE room_id IS NOT NULL`,
 ]];
 
 /** Applies every migration not yet recorded in `_migrations`, each with its record in one batch. */
@@ -399,7 +404,8 @@ export async function roomRevs(db: Db, ids: string[]): Promise<Map<string, numbe
   return revs;
 }
 
-const DELETE_ROOM = ["rooms", "messages", "state", "agents", "idempotency"].map((table) =>
+/** What deleting a room runs, a statement per table (each found by an index on its room). */
+export const DELETE_ROOM = ["rooms", "messages", "state", "agents", "idempotency"].map((table) =>
   `DELETE FROM ${table} WHERE ${table === "rooms" ? "id" : "room_id"} = ?`
 );
 

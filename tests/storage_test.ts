@@ -334,3 +334,16 @@ for (const driver of DRIVERS) {
     }
   });
 }
+
+appTest(
+  "deleting a room finds each table's rows by index, never by scanning a table",
+  async (app) => {
+    const db = await app.service.db();
+    for (const sql of q.DELETE_ROOM) {
+      const rs = await db.execute({ sql: `EXPLAIN QUERY PLAN ${sql}`, args: ["r"] });
+      const plan = rs.rows.map((r) => String((r as ArrayLike<unknown>)[3] ?? Object.values(r)[3]))
+        .join("; ");
+      assert.match(plan, /^SEARCH /, `${sql}: ${plan}`);
+    }
+  },
+);
