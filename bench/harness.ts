@@ -1,4 +1,5 @@
 // Bench plumbing: pinned processes, servers started as `deno task start` does, wrk and raw runs.
+import { freePort, startArgs } from "../tests/servers.ts";
 import type { Fixture } from "./seed.ts";
 
 export const ROOT = new URL("../", import.meta.url).pathname;
@@ -37,13 +38,6 @@ export async function output(cmd: string[], env: Record<string, string> = {}): P
     throw new Error(`${cmd.join(" ")} failed: ${text}${new TextDecoder().decode(out.stderr)}`);
   }
   return text;
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 const running = new Set<Deno.ChildProcess>();
@@ -111,10 +105,7 @@ export async function startService(
   f: Fixture,
   extra: Record<string, string> = {},
 ): Promise<Server> {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const words = String(config.tasks.start).split(/\s+/);
-  if (words[0] !== "deno") throw new Error(`Unexpected start task: ${config.tasks.start}`);
-  return await spawnServer([Deno.execPath(), ...words.slice(1)], {
+  return await spawnServer([Deno.execPath(), ...await startArgs()], {
     SYNC_DB: f.path,
     SYNC_AUTH: "token",
     SYNC_RATE_LIMIT: "off",

@@ -2,6 +2,8 @@
 // deno run --allow-all bench/keyed.ts [requests per round]
 // Starts the server as `deno task start` does, on each driver, and reads its CPU time from /proc.
 
+import { freePort, startArgs, untilListening } from "../tests/servers.ts";
+
 const ROOT = new URL("../", import.meta.url).pathname;
 const N = Number(Deno.args[0] ?? 2000);
 const ROUNDS = 7;
@@ -15,13 +17,9 @@ async function serverCpuUs(pid: number): Promise<number> {
 }
 
 async function start(dir: string, driver: string) {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const [, ...args] = config.tasks.start.split(/\s+/);
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
+  const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
-    args,
+    args: await startArgs(),
     cwd: ROOT,
     env: {
       PORT: String(port),
@@ -34,12 +32,7 @@ async function start(dir: string, driver: string) {
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!out.includes("listening")) out += (await reader.read()).value ?? "";
-  (async () => {
-    while (!(await reader.read()).done) { /* drain */ }
-  })().catch(() => {});
+  await untilListening(child);
   return { url: `http://127.0.0.1:${port}`, child };
 }
 

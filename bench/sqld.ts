@@ -1,5 +1,6 @@
 // `deno task bench:sqld`: POST and poll through a libSQL server (sqld) next to the embedded file,
 // the cost of limits kept in the database, and the wake-up across two instances; ratios of one run.
+import { freePort, startArgs } from "../tests/servers.ts";
 const ROOT = new URL("../", import.meta.url).pathname;
 const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 2);
 const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);
@@ -11,13 +12,6 @@ const SQLD = Deno.env.get("SQLD_BIN") ||
 const children: Deno.ChildProcess[] = [];
 let done = false;
 const tmp = await Deno.makeTempDir({ prefix: "agent-sync-bench-sqld-" });
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 async function waitReady(url: string) {
   for (let i = 0; i < 600; i++) {
@@ -49,11 +43,9 @@ async function startSqld(): Promise<string> {
 const pids = new Map<string, number>();
 
 async function startServer(env: Record<string, string>): Promise<string> {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const [, ...args] = config.tasks.start.split(/\s+/);
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
-    args,
+    args: await startArgs(),
     cwd: ROOT,
     env: { PORT: String(port), SYNC_HOST: "127.0.0.1", ...env },
     stdout: "null",

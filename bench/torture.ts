@@ -1,5 +1,6 @@
 // `deno task torture`: two servers on one database file, mixed keyed load, kill -9, restart, checks.
 import { parseArgs } from "node:util";
+import { freePort, startArgs, untilListening } from "../tests/servers.ts";
 import { type Figures, type Final, verify } from "./torture_checks.ts";
 import {
   call,
@@ -85,20 +86,11 @@ export async function runTorture(
 
 // ------------------------------------------------------------ servers
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
 /** Starts `deno task start` (its command line from deno.json) and waits for its startup line. */
 async function spawnServer(db: string): Promise<Server> {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const [, ...args] = config.tasks.start.split(/\s+/);
   const port = freePort();
   const process = new Deno.Command(Deno.execPath(), {
-    args,
+    args: await startArgs(),
     cwd: ROOT,
     // The caller's SYNC_* settings (an admin token, open mode) would change what is tested.
     clearEnv: true,
@@ -127,16 +119,7 @@ async function spawnServer(db: string): Promise<Server> {
       if (server.stderr.length > 50) server.stderr.shift();
     }
   })().catch(() => {});
-  const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!out.includes("listening")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited before listening: ${out}${server.stderr.join("")}`);
-    out += value;
-  }
-  (async () => {
-    while (!(await reader.read()).done) { /* drain */ }
-  })().catch(() => {});
+  await untilListening(process, "listening", () => server.stderr.join(""));
   return server;
 }
 

@@ -1,22 +1,12 @@
 // Issue 3 in-process: compare-and-set, batches, races, blocking waits, the change feed, inboxes,
 // threads, claims, TTLs, presence, idempotent retries, retention and idle room expiry.
 import assert from "node:assert/strict";
-import { appTest, type TestApp } from "./helpers.ts";
-
-type Room = { id: string; token: string };
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+import { appTest, held, post, type Room, settlesWithin, sleep, type TestApp } from "./helpers.ts";
 
 async function rev(app: TestApp, room: Room): Promise<number> {
   const res = await app.request("GET", `/rooms/${room.id}`, { token: room.token });
   assert.equal(res.status, 200);
   return res.body.rev;
-}
-
-async function post(app: TestApp, room: Room, body: unknown, token = room.token) {
-  const res = await app.request("POST", `/rooms/${room.id}/messages`, { token, body });
-  assert.equal(res.status, 201, res.text);
-  return res.body;
 }
 
 function put(app: TestApp, room: Room, body: unknown, token = room.token) {
@@ -33,21 +23,6 @@ async function ids(app: TestApp, room: Room, qs: string): Promise<number[]> {
   const res = await app.request("GET", `/rooms/${room.id}/messages?${qs}`, { token: room.token });
   assert.equal(res.status, 200, res.text);
   return res.body.map((m: { id: number }) => m.id);
-}
-
-/** Waits until the service holds `n` blocked requests, so a write is sure to come after them. */
-async function held(app: TestApp, n: number) {
-  for (let i = 0; i < 400 && app.service.waiters.size !== n; i++) await sleep(5);
-  assert.equal(app.service.waiters.size, n, "requests held");
-}
-
-/** Fails with `what` if `promise` has not settled after `ms` (a generous bound, not a speed test). */
-function settlesWithin<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
 }
 
 // ---------------------------------------------------------------- compare-and-set

@@ -1,31 +1,6 @@
 // The catch-up digest: what an agent needs in one answer, bounded by max_bytes.
 import assert from "node:assert/strict";
-import { appTest, type TestApp } from "./helpers.ts";
-
-type Room = { id: string; token: string };
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function post(app: TestApp, room: Room, body: unknown, token = room.token) {
-  const res = await app.request("POST", `/rooms/${room.id}/messages`, { token, body });
-  assert.equal(res.status, 201, res.text);
-  return res.body;
-}
-
-async function claim(app: TestApp, room: Room, id: number, agent: string, ttl?: number) {
-  const res = await app.request("POST", `/rooms/${room.id}/messages/${id}/claim`, {
-    token: room.token,
-    body: ttl === undefined ? { agent } : { agent, ttl },
-  });
-  assert.equal(res.status, 200, res.text);
-  return res.body;
-}
-
-async function put(app: TestApp, room: Room, body: unknown) {
-  const res = await app.request("PUT", `/rooms/${room.id}/state`, { token: room.token, body });
-  assert.equal(res.status, 200, res.text);
-  return res.body;
-}
+import { appTest, claim, post, put, type Room, sleep, type TestApp } from "./helpers.ts";
 
 async function digest(app: TestApp, room: Room, qs: string, token = room.token) {
   const res = await app.request("GET", `/rooms/${room.id}/digest?${qs}`, { token });

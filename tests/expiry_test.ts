@@ -1,32 +1,17 @@
 // Expiry is an event: a claim lease or a key's ttl running out takes the room's next revision,
 // shows in the change feed and wakes the held requests it concerns.
 import assert from "node:assert/strict";
-import { appTest, type TestApp } from "./helpers.ts";
-
-type Room = { id: string; token: string };
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function post(app: TestApp, room: Room, body: unknown) {
-  const res = await app.request("POST", `/rooms/${room.id}/messages`, { token: room.token, body });
-  assert.equal(res.status, 201, res.text);
-  return res.body;
-}
-
-async function claim(app: TestApp, room: Room, id: number, agent: string, ttl?: number) {
-  const res = await app.request("POST", `/rooms/${room.id}/messages/${id}/claim`, {
-    token: room.token,
-    body: ttl === undefined ? { agent } : { agent, ttl },
-  });
-  assert.equal(res.status, 200, res.text);
-  return res.body;
-}
-
-async function put(app: TestApp, room: Room, body: unknown) {
-  const res = await app.request("PUT", `/rooms/${room.id}/state`, { token: room.token, body });
-  assert.equal(res.status, 200, res.text);
-  return res.body;
-}
+import {
+  appTest,
+  claim,
+  held,
+  post,
+  put,
+  type Room,
+  settlesWithin,
+  sleep,
+  type TestApp,
+} from "./helpers.ts";
 
 async function changes(app: TestApp, room: Room, after: number) {
   const res = await app.request("GET", `/rooms/${room.id}/changes?after=${after}`, {
@@ -34,21 +19,6 @@ async function changes(app: TestApp, room: Room, after: number) {
   });
   assert.equal(res.status, 200, res.text);
   return res.body;
-}
-
-/** Waits until the service holds `n` blocked requests, so what follows comes after them. */
-async function held(app: TestApp, n: number) {
-  for (let i = 0; i < 400 && app.service.waiters.size !== n; i++) await sleep(5);
-  assert.equal(app.service.waiters.size, n, "requests held");
-}
-
-/** Fails with `what` if `promise` has not settled after `ms` (a generous bound, not a speed test). */
-function settlesWithin<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout>;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
 }
 
 appTest(

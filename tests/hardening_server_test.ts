@@ -1,6 +1,6 @@
 // Issue 8, real server processes: a graceful stop, the bind address, a bad database, aborted uploads.
 import assert from "node:assert/strict";
-import { freePort, startArgs } from "./servers.ts";
+import { freePort, serverTest as test, startArgs } from "./servers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -70,22 +70,6 @@ async function readAnswer(conn: Deno.Conn): Promise<string> {
     answer += new TextDecoder().decode(buf.subarray(0, n));
   }
   return answer;
-}
-
-function test(name: string, fn: (dir: string) => Promise<void>) {
-  Deno.test({
-    name,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    fn: async () => {
-      const dir = await Deno.makeTempDir();
-      try {
-        await fn(dir);
-      } finally {
-        await Deno.remove(dir, { recursive: true });
-      }
-    },
-  });
 }
 
 async function post(url: string, token: string, body: unknown) {

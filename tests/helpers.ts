@@ -1,4 +1,5 @@
 // Test harness: a fresh service per test on each storage driver, and small request helpers.
+import assert from "node:assert/strict";
 import { type Config, loadConfig } from "../config.ts";
 import { createService, type Service } from "../main.ts";
 
@@ -115,4 +116,50 @@ export function appTest(
       },
     });
   }
+}
+
+// ---------------------------------------------------------------- room helpers
+// Shared by the coordination, expiry and digest tests: each asserts the status it expects.
+
+export type Room = { id: string; token: string };
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Posts a message (201) and returns it. */
+export async function post(app: TestApp, room: Room, body: unknown, token = room.token) {
+  const res = await app.request("POST", `/rooms/${room.id}/messages`, { token, body });
+  assert.equal(res.status, 201, res.text);
+  return res.body;
+}
+
+/** Claims message `id` for `agent` with the room token (200), with a lease of `ttl` seconds. */
+export async function claim(app: TestApp, room: Room, id: number, agent: string, ttl?: number) {
+  const res = await app.request("POST", `/rooms/${room.id}/messages/${id}/claim`, {
+    token: room.token,
+    body: ttl === undefined ? { agent } : { agent, ttl },
+  });
+  assert.equal(res.status, 200, res.text);
+  return res.body;
+}
+
+/** Writes a key with the room token (200). */
+export async function put(app: TestApp, room: Room, body: unknown) {
+  const res = await app.request("PUT", `/rooms/${room.id}/state`, { token: room.token, body });
+  assert.equal(res.status, 200, res.text);
+  return res.body;
+}
+
+/** Waits until the service holds `n` blocked requests, so a write is sure to come after them. */
+export async function held(app: TestApp, n: number) {
+  for (let i = 0; i < 400 && app.service.waiters.size !== n; i++) await sleep(5);
+  assert.equal(app.service.waiters.size, n, "requests held");
+}
+
+/** Fails with `what` if `promise` has not settled after `ms` (a generous bound, not a speed test). */
+export function settlesWithin<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
 }

@@ -19,9 +19,33 @@ export function freePort(): number {
   return port;
 }
 
+/**
+ * Reads a server's stdout until its startup line (`marker`) and returns what it printed; then
+ * keeps draining it, so the server never blocks on a full pipe.
+ */
+export async function untilListening(
+  child: Deno.ChildProcess,
+  marker = "listening",
+  more = () => "",
+): Promise<string> {
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes(marker)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`server exited before listening: ${out}${more()}`);
+    out += value;
+  }
+  (async () => {
+    while (!(await reader.read()).done) { /* drain */ }
+  })().catch(() => {});
+  return out;
+}
+
 export interface Server {
   url: string;
   process: Deno.ChildProcess;
+  /** What it printed up to its startup line. */
+  output: string;
   stop(signal?: Deno.Signal): Promise<void>;
 }
 
@@ -38,21 +62,12 @@ export async function startServer(
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!out.includes("listening")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited before listening: ${out}`);
-    out += value;
-  }
+  const out = await untilListening(process);
   assert.match(out, /auth: token/);
-  // Keep draining stdout so the server never blocks on a full pipe.
-  (async () => {
-    while (!(await reader.read()).done) { /* drain */ }
-  })().catch(() => {});
   return {
     url: `http://127.0.0.1:${port}`,
     process,
+    output: out,
     async stop(signal: Deno.Signal = "SIGTERM") {
       try {
         process.kill(signal);

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { DRIVERS, makeApp, ROUTE_FILES } from "./helpers.ts";
 import { Shell } from "./skill_shell.ts";
+import { freePort, startArgs } from "./servers.ts";
 import {
   type Block,
   codeBlocks,
@@ -330,12 +331,9 @@ for (const mode of MODES.filter((m) => !m.leadFiles)) {
       const dir = await Deno.makeTempDir();
       const dirs = { lead: `${dir}/lead`, worker: `${dir}/worker` };
       await Deno.mkdir(dirs.lead), await Deno.mkdir(dirs.worker);
-      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-      const port = (listener.addr as Deno.NetAddr).port;
-      listener.close();
-      const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+      const port = freePort();
       const server = new Deno.Command(Deno.execPath(), {
-        args: config.tasks.start.split(/\s+/).slice(1),
+        args: await startArgs(),
         cwd: new URL("..", import.meta.url).pathname,
         env: {
           ...mode.env,

@@ -2,9 +2,8 @@
 import assert from "node:assert/strict";
 import { oneWriteAtATime, openDb, retryBusy } from "../db.ts";
 import { migrate } from "../schema.ts";
-import { freePort } from "./servers.ts";
+import { freePort, startServer } from "./servers.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 /** Where .ci/run installs sqld; `SQLD_BIN` names another binary. */
 const CACHED_SQLD = `${
   Deno.env.get("HOME") ?? ""
@@ -57,39 +56,12 @@ async function startSqld(bin: string): Promise<Proc> {
   throw new Error(`sqld did not answer on ${url}`);
 }
 
-/** Starts `deno task start` on the libSQL server and waits for its startup line. */
-async function startServer(dbUrl: string, env: Record<string, string>): Promise<Proc> {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const [, ...args] = config.tasks.start.split(/\s+/);
-  const port = freePort();
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: ROOT,
-    env: { PORT: String(port), SYNC_HOST: "127.0.0.1", SYNC_DB: dbUrl, ...env },
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!out.includes("listening")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`server exited before listening: ${out}`);
-    out += value;
-  }
-  assert.match(out, /db: @libsql\/client \(http:\/\/127\.0\.0\.1/);
-  assert.match(out, /limits kept in the database/);
-  (async () => {
-    while (!(await reader.read()).done) { /* drain */ }
-  })().catch(() => {});
-  return {
-    url: `http://127.0.0.1:${port}`,
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-      await child.status;
-    },
-  };
+/** Starts `deno task start` on the libSQL server and checks its startup line. */
+async function startInstance(dbUrl: string, env: Record<string, string>): Promise<Proc> {
+  const server = await startServer(dbUrl, env);
+  assert.match(server.output, /db: @libsql\/client \(http:\/\/127\.0\.0\.1/);
+  assert.match(server.output, /limits kept in the database/);
+  return server;
 }
 
 interface Res {
@@ -182,7 +154,7 @@ Deno.test({
     const procs: Proc[] = [];
     try {
       // Both start on the empty database at once, so both run the migrations at once.
-      const [a, b] = await Promise.all([startServer(db.url, ENV), startServer(db.url, ENV)]);
+      const [a, b] = await Promise.all([startInstance(db.url, ENV), startInstance(db.url, ENV)]);
       procs.push(a, b);
       const A = a.url, B = b.url;
 

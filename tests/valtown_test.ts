@@ -1,6 +1,7 @@
 // Issue 11: main.ts run as Val Town runs it (imported, no deno.json, net and env only, std/sqlite).
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
+import { untilListening } from "./servers.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url);
 const VAL_TOKEN = "vt_test_token";
@@ -114,18 +115,9 @@ async function startVal(
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!out.includes("val listening")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`val exited before listening: ${out}`);
-    out += value;
-  }
+  const out = await untilListening(child, "val listening");
   assert.match(out, /X-Forwarded-For entry 1 from the end/, "the trusted hop is logged at start");
   assert.match(out, /limits kept in the database/);
-  (async () => {
-    while (!(await reader.read()).done) { /* drain */ }
-  })().catch(() => {});
   return {
     url: /val listening on (\S+)/.exec(out)![1],
     async stop() {
