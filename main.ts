@@ -332,10 +332,11 @@ export function createService(config: Config = loadConfig()): Service {
   };
 }
 
-const service = createService();
+const config = loadConfig();
+const service = createService(config);
 export default service.fetch;
-if (import.meta.main || Deno.env.get("valtown")) describeClientAddress(loadConfig());
+if (import.meta.main || Deno.env.get("valtown")) describeClientAddress(config);
 
 if (import.meta.main) {
-  await serve(service, loadConfig(), Number(Deno.env.get("PORT") ?? 8000));
+  await serve(service, config, Number(Deno.env.get("PORT") ?? 8000));
 }
